@@ -1,0 +1,35 @@
+"""Broker adapters behind one protocol: the embedded paper broker, and Alpaca."""
+
+from rebalance_stream.brokers.protocol import (
+    TERMINAL_STATUSES,
+    AccountSnapshot,
+    AssetInfo,
+    Broker,
+    BrokerError,
+    BrokerOrder,
+    BrokerOrderStatus,
+    BrokerUnavailable,
+    DuplicateClientOrderId,
+    MarketClock,
+    OrderNotFound,
+    OrderRejected,
+    OrderRequest,
+    UnknownAsset,
+)
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "AccountSnapshot",
+    "AssetInfo",
+    "Broker",
+    "BrokerError",
+    "BrokerOrder",
+    "BrokerOrderStatus",
+    "BrokerUnavailable",
+    "DuplicateClientOrderId",
+    "MarketClock",
+    "OrderNotFound",
+    "OrderRejected",
+    "OrderRequest",
+    "UnknownAsset",
+]

@@ -1,0 +1,154 @@
+"""The Broker protocol that execution talks to, and the venue-neutral types it speaks.
+
+Each adapter (paper, Alpaca) maps its venue's statuses onto ``BrokerOrderStatus`` and its
+errors onto ``BrokerError`` subclasses. Quantities and prices are Decimal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol
+
+from rebalance_stream.contracts.execution import OrderSide
+
+
+class BrokerOrderStatus(StrEnum):
+    """Our order statuses; venues have more, and adapters map them onto these."""
+
+    NEW = "new"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        BrokerOrderStatus.FILLED,
+        BrokerOrderStatus.CANCELED,
+        BrokerOrderStatus.REJECTED,
+        BrokerOrderStatus.EXPIRED,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """A market day order for exactly one of ``qty`` or ``notional``."""
+
+    client_order_id: str
+    symbol: str
+    side: OrderSide
+    qty: Decimal | None = None
+    notional: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        if (self.qty is None) == (self.notional is None):
+            raise ValueError("an order has exactly one of qty or notional")
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOrder:
+    """An order as the broker sees it now."""
+
+    broker_order_id: str
+    client_order_id: str
+    symbol: str
+    side: OrderSide
+    status: BrokerOrderStatus
+    qty: Decimal | None
+    notional: Decimal | None
+    filled_qty: Decimal
+    filled_avg_price: Decimal | None
+    submitted_at: datetime
+    filled_at: datetime | None = None
+    reject_reason: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class MarketClock:
+    is_open: bool
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSnapshot:
+    cash: Decimal
+    buying_power: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class AssetInfo:
+    symbol: str
+    tradable: bool
+    fractionable: bool
+
+
+class BrokerError(Exception):
+    """Base of every broker failure."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker could not be reached or answered with a server error; the outcome is unknown."""
+
+
+class OrderRejected(BrokerError):
+    """The broker definitively refused the order; nothing was placed."""
+
+
+class DuplicateClientOrderId(BrokerError):
+    """An order with this client_order_id exists already (Alpaca answers 422)."""
+
+
+class UnknownAsset(BrokerError):
+    """The broker does not know the symbol."""
+
+
+class OrderNotFound(BrokerError):
+    """No order with this id."""
+
+
+class Broker(Protocol):
+    """What execution needs from a venue. Calls block; callers run them off the event loop."""
+
+    def get_clock(self) -> MarketClock: ...
+
+    def get_account(self) -> AccountSnapshot: ...
+
+    def get_position_qty(self, symbol: str) -> Decimal:
+        """The quantity held, 0 when there is no position."""
+        ...
+
+    def get_asset(self, symbol: str) -> AssetInfo:
+        """Raises UnknownAsset for a symbol the venue does not trade."""
+        ...
+
+    def get_latest_price(self, symbol: str) -> Decimal | None:
+        """The latest trade or mid price, or None when no quote is known."""
+        ...
+
+    def submit_order(self, request: OrderRequest) -> BrokerOrder:
+        """Raises DuplicateClientOrderId, OrderRejected or BrokerUnavailable."""
+        ...
+
+    def get_order(self, broker_order_id: str) -> BrokerOrder:
+        """Raises OrderNotFound."""
+        ...
+
+    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None: ...
+
+    def cancel_order(self, broker_order_id: str) -> None:
+        """Asks for a cancel; the order may still fill. Read it again for its final state."""
+        ...
+
+    def list_orders(self, client_order_id_prefix: str = "") -> list[BrokerOrder]:
+        """Every order whose client_order_id starts with the prefix, oldest first."""
+        ...

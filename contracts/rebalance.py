@@ -1,0 +1,126 @@
+"""The input contract: RebalancePlanned and the plan it carries (SPEC 2)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field, StringConstraints, field_validator, model_validator
+
+from rebalance_stream.contracts.envelope import SCHEMA_VERSION, Contract, EventEnvelope, NonEmptyStr
+from rebalance_stream.contracts.wire import Money, UtcTimestamp
+
+Symbol = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_upper=True, min_length=1, max_length=10)
+]
+Weight = Annotated[Money, Field(ge=0, le=1)]
+NonNegativeMoney = Annotated[Money, Field(ge=0)]
+
+
+class TradeAction(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+    HOLD = "HOLD"
+
+
+class ExecutionUrgency(StrEnum):
+    LOW = "LOW"
+    NORMAL = "NORMAL"
+    HIGH = "HIGH"
+    URGENT = "URGENT"
+
+
+class RebalancePlanItem(Contract):
+    """One symbol's trade. ``trade_amount`` is signed dollars: positive buys, negative sells."""
+
+    symbol: Symbol
+    current_weight: Weight
+    target_weight: Weight
+    weight_diff: Money
+    target_value: NonNegativeMoney
+    current_value: NonNegativeMoney
+    trade_amount: Money
+    action: TradeAction
+    priority: Annotated[int, Field(ge=1, le=5)]
+
+    @model_validator(mode="after")
+    def _sign_agrees_with_action(self) -> RebalancePlanItem:
+        amount = self.trade_amount
+        agrees = {
+            TradeAction.BUY: amount > 0,
+            TradeAction.SELL: amount < 0,
+            TradeAction.HOLD: amount == 0,
+        }[self.action]
+        if not agrees:
+            raise ValueError(
+                f"{self.symbol}: action {self.action.value} disagrees with trade_amount {amount}"
+            )
+        return self
+
+    @property
+    def liquidates(self) -> bool:
+        """A SELL that closes the whole position: target weight and target value are both 0."""
+        return self.action is TradeAction.SELL and self.target_weight == 0 and self.target_value == 0
+
+
+class RebalancePlan(Contract):
+    """The plan: at least one item, one per symbol."""
+
+    plan_id: NonEmptyStr
+    correlation_id: NonEmptyStr
+    causation_id: NonEmptyStr
+    timestamp: UtcTimestamp
+    schema_version: str = SCHEMA_VERSION
+    items: Annotated[tuple[RebalancePlanItem, ...], Field(min_length=1)]
+    total_portfolio_value: NonNegativeMoney
+    total_trade_value: Money
+    max_drift_tolerance: Annotated[Money, Field(ge=0, le=1)] = Decimal("0.05")
+    execution_urgency: ExecutionUrgency = ExecutionUrgency.NORMAL
+    estimated_duration_minutes: Annotated[int, Field(ge=1)] | None = None
+    metadata: dict[str, Any] | None = None
+    strategy_id: str | None = None
+    account_id: NonEmptyStr = "default"
+
+    @field_validator("items")
+    @classmethod
+    def _one_item_per_symbol(
+        cls, items: tuple[RebalancePlanItem, ...]
+    ) -> tuple[RebalancePlanItem, ...]:
+        seen: set[str] = set()
+        for item in items:
+            if item.symbol in seen:
+                raise ValueError(f"symbol {item.symbol} appears more than once")
+            seen.add(item.symbol)
+        return items
+
+    def items_fingerprint(self) -> str:
+        """A sha256 of the items in canonical form: equal items, equal fingerprint."""
+        document = [item.model_dump(mode="json") for item in self.items]
+        encoded = json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        return hashlib.sha256(encoded).hexdigest()
+
+    @property
+    def has_trades(self) -> bool:
+        return any(item.action is not TradeAction.HOLD for item in self.items)
+
+
+class AllocationComparison(Contract):
+    """Target, current and delta values per symbol."""
+
+    target_values: dict[str, Money] = Field(default_factory=dict)
+    current_values: dict[str, Money] = Field(default_factory=dict)
+    deltas: dict[str, Money] = Field(default_factory=dict)
+
+
+class RebalancePlanned(EventEnvelope):
+    """The input event: a plan from the upstream portfolio service."""
+
+    EVENT_TYPE: ClassVar[str] = "RebalancePlanned"
+
+    event_type: NonEmptyStr = "RebalancePlanned"
+    rebalance_plan: RebalancePlan
+    allocation_comparison: AllocationComparison = Field(default_factory=AllocationComparison)
+    trades_required: bool
