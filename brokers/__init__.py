@@ -1,5 +1,7 @@
 """Broker adapters behind one protocol: the embedded paper broker, and Alpaca."""
 
+from rebalance_stream.brokers.paper import PaperBroker
+from rebalance_stream.brokers.paper_account import PaperAccount
 from rebalance_stream.brokers.protocol import (
     TERMINAL_STATUSES,
     AccountSnapshot,
@@ -31,5 +33,7 @@ __all__ = [
     "OrderNotFound",
     "OrderRejected",
     "OrderRequest",
+    "PaperAccount",
+    "PaperBroker",
     "UnknownAsset",
 ]

@@ -63,7 +63,9 @@ class RebalancePlanItem(Contract):
     @property
     def liquidates(self) -> bool:
         """A SELL that closes the whole position: target weight and target value are both 0."""
-        return self.action is TradeAction.SELL and self.target_weight == 0 and self.target_value == 0
+        return (
+            self.action is TradeAction.SELL and self.target_weight == 0 and self.target_value == 0
+        )
 
 
 class RebalancePlan(Contract):
@@ -74,7 +76,9 @@ class RebalancePlan(Contract):
     causation_id: NonEmptyStr
     timestamp: UtcTimestamp
     schema_version: str = SCHEMA_VERSION
-    items: Annotated[tuple[RebalancePlanItem, ...], Field(min_length=1)]
+    # Checked in the validator, not with min_length: on a tuple, pydantic would add a second,
+    # misleading "at least 1 item" error whenever one item is invalid.
+    items: Annotated[tuple[RebalancePlanItem, ...], Field(json_schema_extra={"minItems": 1})]
     total_portfolio_value: NonNegativeMoney
     total_trade_value: Money
     max_drift_tolerance: Annotated[Money, Field(ge=0, le=1)] = Decimal("0.05")
@@ -89,6 +93,8 @@ class RebalancePlan(Contract):
     def _one_item_per_symbol(
         cls, items: tuple[RebalancePlanItem, ...]
     ) -> tuple[RebalancePlanItem, ...]:
+        if not items:
+            raise ValueError("a plan has at least one item")
         seen: set[str] = set()
         for item in items:
             if item.symbol in seen:

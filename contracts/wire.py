@@ -26,8 +26,8 @@ def plain_decimal(value: Decimal) -> str:
 
 
 def _reject_float_artifacts(value: object) -> object:
-    # A JSON number decoded as float would carry binary noise into Decimal (0.1 -> 0.1000...0555).
-    # Going through repr gives the shortest decimal that round-trips, which is what the sender wrote.
+    # A float carries binary noise into Decimal (0.1 -> 0.1000...0555). Its repr is the
+    # shortest decimal that round-trips, which is what the sender wrote.
     if isinstance(value, float):
         return Decimal(repr(value))
     return value

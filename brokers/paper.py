@@ -1,0 +1,390 @@
+"""The embedded paper broker: simulates a venue from a PaperAccount, optionally persisted.
+
+Market orders fill at the account's price by the symbol's fill model (SPEC 4):
+
+    immediate        -> filled at once
+    {"partial": f}   -> f of the qty filled, the rest canceled at once (IOC)
+    reject           -> recorded as rejected (returned, not raised)
+    {"delay_ms": n}  -> open until the first call at or after submitted_at + n ms, then filled
+
+With a state path, cash, positions and orders live in SQLite and outlive the process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
+
+import structlog
+
+from rebalance_stream.brokers.paper_account import DelayedFill, PaperAccount, PartialFill
+from rebalance_stream.brokers.paper_state import PaperState
+from rebalance_stream.brokers.protocol import (
+    AccountSnapshot,
+    AssetInfo,
+    BrokerOrder,
+    BrokerOrderStatus,
+    DuplicateClientOrderId,
+    MarketClock,
+    OrderNotFound,
+    OrderRejected,
+    OrderRequest,
+    UnknownAsset,
+)
+from rebalance_stream.contracts.execution import OrderSide
+
+log = structlog.get_logger(__name__)
+
+# Fixed forever: broker_order_id = uuid5(namespace, client_order_id), so ids are reproducible.
+PAPER_ORDER_NAMESPACE = uuid.UUID("6ab84c5c-d453-45f6-8d8c-c7a6cd34fc7f")
+FILL_MODEL_REJECT_REASON = "rejected by paper fill model"
+
+_QTY_QUANTUM = Decimal("1E-9")  # fractional quantities carry at most 9 decimal places
+_WHOLE_SHARE = Decimal(1)
+_MS_PER_S = 1000
+
+_EVENT_BY_STATUS = {
+    BrokerOrderStatus.NEW: "paper_order_accepted",
+    BrokerOrderStatus.FILLED: "paper_order_filled",
+    BrokerOrderStatus.CANCELED: "paper_order_canceled",
+    BrokerOrderStatus.REJECTED: "paper_order_rejected",
+}
+
+
+def broker_order_id_for(client_order_id: str) -> str:
+    """The paper broker's deterministic order id for a client_order_id."""
+    return str(uuid.uuid5(PAPER_ORDER_NAMESPACE, client_order_id))
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _qty_of(qty: Decimal | None, notional: Decimal | None, price: Decimal) -> Decimal:
+    """An order's quantity; a notional order's is notional/price, rounded down to 9 dp."""
+    if qty is not None:
+        return qty
+    if notional is None:
+        raise ValueError("an order has exactly one of qty or notional")
+    return (notional / price).quantize(_QTY_QUANTUM, rounding=ROUND_DOWN)
+
+
+def _executed(
+    order: BrokerOrder, filled_qty: Decimal, price: Decimal, status: BrokerOrderStatus, at: datetime
+) -> BrokerOrder:
+    """``order`` in ``status`` with ``filled_qty`` filled at ``price``; 0 filled leaves no fill."""
+    if filled_qty == 0:
+        return replace(order, status=status)
+    return replace(
+        order, status=status, filled_qty=filled_qty, filled_avg_price=price, filled_at=at
+    )
+
+
+class PaperBroker:
+    """A Broker over a PaperAccount. Thread-safe: one lock serializes every call.
+
+    The constructor stores configuration; ``start()`` opens the state (or use ``with``).
+    Calls before ``start()`` or after ``close()`` raise RuntimeError.
+    """
+
+    def __init__(
+        self,
+        account: PaperAccount,
+        *,
+        state_path: Path | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._account = account
+        self._state_path = state_path
+        self._clock = clock or _utc_now
+        self._lock = threading.Lock()
+        self._state: PaperState | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the state: load it from the state file when initialized, else seed it."""
+        with self._lock:
+            if self._state is not None:
+                return
+            self._state = PaperState.open(
+                self._state_path, cash=self._account.cash, positions=self._account.positions
+            )
+            log.info(
+                "paper_broker_started",
+                state_path=str(self._state_path) if self._state_path else None,
+                cash=str(self._state.cash),
+                orders=len(self._state.orders()),
+            )
+            self._cancel_unpriced(self._state)
+
+    def close(self) -> None:
+        """Close the state; idempotent."""
+        with self._lock:
+            if self._state is not None:
+                self._state.close()
+                self._state = None
+                log.info("paper_broker_closed")
+
+    def __enter__(self) -> PaperBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- Broker ------------------------------------------------------------------------------
+
+    def get_clock(self) -> MarketClock:
+        """Open or closed as the account says, at the injected clock's time."""
+        with self._session():
+            return MarketClock(is_open=self._account.market == "open", timestamp=self._now())
+
+    def get_account(self) -> AccountSnapshot:
+        """Cash, and buying power: cash minus the cost reserved by open buy orders."""
+        with self._session() as state:
+            return AccountSnapshot(cash=state.cash, buying_power=self._buying_power(state))
+
+    def get_position_qty(self, symbol: str) -> Decimal:
+        """The quantity held, Decimal 0 when there is no position."""
+        with self._session() as state:
+            return state.position(symbol.upper())
+
+    def get_asset(self, symbol: str) -> AssetInfo:
+        """Raises UnknownAsset when the account has no price for the symbol."""
+        with self._session():
+            upper = symbol.upper()
+            if self._account.price_of(upper) is None:
+                raise UnknownAsset(upper)
+            fractionable = self._account.is_fractionable(upper)
+            return AssetInfo(symbol=upper, tradable=True, fractionable=fractionable)
+
+    def get_latest_price(self, symbol: str) -> Decimal | None:
+        """The account's price for the symbol, or None."""
+        with self._session():
+            return self._account.price_of(symbol)
+
+    def submit_order(self, request: OrderRequest) -> BrokerOrder:
+        """Record a market order and apply the symbol's fill model.
+
+        Raises DuplicateClientOrderId when the client_order_id was ever used, and OrderRejected
+        (nothing recorded) for an unknown symbol, a bad amount, or too little cash or shares.
+        """
+        with self._session() as state:
+            broker_order_id = broker_order_id_for(request.client_order_id)
+            if state.order(broker_order_id) is not None:
+                raise DuplicateClientOrderId(request.client_order_id)
+            try:
+                price = self._check_order(state, request)
+            except OrderRejected as exc:
+                log.info(
+                    "paper_order_refused", client_order_id=request.client_order_id, reason=str(exc)
+                )
+                raise
+            order = BrokerOrder(
+                broker_order_id=broker_order_id,
+                client_order_id=request.client_order_id,
+                symbol=request.symbol.upper(),
+                side=request.side,
+                status=BrokerOrderStatus.NEW,
+                qty=request.qty,
+                notional=request.notional,
+                filled_qty=Decimal(0),
+                filled_avg_price=None,
+                submitted_at=self._now(),
+            )
+            return self._apply_fill_model(state, order, price)
+
+    def get_order(self, broker_order_id: str) -> BrokerOrder:
+        """Raises OrderNotFound."""
+        with self._session() as state:
+            order = state.order(broker_order_id)
+            if order is None:
+                raise OrderNotFound(broker_order_id)
+            return order
+
+    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
+        """The order with this client_order_id, or None."""
+        with self._session() as state:
+            return state.order(broker_order_id_for(client_order_id))
+
+    def cancel_order(self, broker_order_id: str) -> None:
+        """Cancel an open order, keeping its filled qty; a terminal order is left as it is.
+
+        Raises OrderNotFound.
+        """
+        with self._session() as state:
+            order = state.order(broker_order_id)
+            if order is None:
+                raise OrderNotFound(broker_order_id)
+            if order.is_terminal:
+                return
+            canceled = replace(order, status=BrokerOrderStatus.CANCELED)
+            self._save(state, canceled, Decimal(0), Decimal(0))
+
+    def list_orders(self, client_order_id_prefix: str = "") -> list[BrokerOrder]:
+        """Every order whose client_order_id starts with the prefix, oldest first."""
+        with self._session() as state:
+            return [
+                o for o in state.orders() if o.client_order_id.startswith(client_order_id_prefix)
+            ]
+
+    # -- internals ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self) -> Iterator[PaperState]:
+        """Sleep the simulated latency, lock, and settle delayed orders that are due."""
+        if self._account.latency_ms:
+            # Outside the lock: a venue's latency does not serialize concurrent callers.
+            time.sleep(self._account.latency_ms / _MS_PER_S)
+        with self._lock:
+            if self._state is None:
+                raise RuntimeError("PaperBroker is not started; call start() first")
+            self._settle_due(self._state)
+            yield self._state
+
+    def _now(self) -> datetime:
+        now = self._clock()
+        if now.tzinfo is None:
+            raise ValueError("the paper broker's clock must return timezone-aware datetimes")
+        return now.astimezone(UTC)
+
+    def _price(self, symbol: str) -> Decimal:
+        price = self._account.price_of(symbol)
+        if price is None:
+            raise OrderRejected(f"unknown asset {symbol}")
+        return price
+
+    def _buying_power(self, state: PaperState) -> Decimal:
+        reserved = sum(
+            (
+                self._open_cost(order)
+                for order in state.open_orders()
+                if order.side is OrderSide.BUY
+            ),
+            Decimal(0),
+        )
+        return state.cash - reserved
+
+    def _open_cost(self, order: BrokerOrder) -> Decimal:
+        """What the unfilled rest of an open buy may still cost."""
+        price = self._price(order.symbol)
+        if order.notional is not None:
+            return order.notional - order.filled_qty * price
+        return (_qty_of(order.qty, None, price) - order.filled_qty) * price
+
+    def _open_sell_qty(self, state: PaperState, symbol: str) -> Decimal:
+        return sum(
+            (
+                _qty_of(o.qty, o.notional, self._price(symbol)) - o.filled_qty
+                for o in state.open_orders()
+                if o.side is OrderSide.SELL and o.symbol == symbol
+            ),
+            Decimal(0),
+        )
+
+    def _check_order(self, state: PaperState, request: OrderRequest) -> Decimal:
+        """The fill price if the venue would accept ``request``; else raises OrderRejected."""
+        symbol = request.symbol.upper()
+        price = self._price(symbol)
+        self._check_amount(request, self._account.is_fractionable(symbol))
+        qty = _qty_of(request.qty, request.notional, price)
+        if qty == 0:
+            raise OrderRejected(f"notional {request.notional} buys less than 1E-9 {symbol}")
+        if request.side is OrderSide.BUY:
+            cost = request.notional if request.notional is not None else qty * price
+            if cost > self._buying_power(state):
+                raise OrderRejected(f"insufficient buying power for {cost} of {symbol}")
+            return price
+        available = state.position(symbol) - self._open_sell_qty(state, symbol)
+        if qty > available:
+            raise OrderRejected(f"cannot sell {qty} {symbol}: {available} available")
+        return price
+
+    @staticmethod
+    def _check_amount(request: OrderRequest, fractionable: bool) -> None:
+        if any(amount is not None and amount <= 0 for amount in (request.qty, request.notional)):
+            raise OrderRejected("order qty and notional must be positive")
+        if request.notional is not None and not fractionable:
+            raise OrderRejected(f"{request.symbol} is not fractionable: no notional orders")
+        if request.qty is None:
+            return
+        if not fractionable and request.qty != request.qty.to_integral_value():
+            raise OrderRejected(f"{request.symbol} is not fractionable: qty must be whole")
+        if request.qty != request.qty.quantize(_QTY_QUANTUM, rounding=ROUND_DOWN):
+            raise OrderRejected("qty has more than 9 decimal places")
+
+    def _apply_fill_model(
+        self, state: PaperState, order: BrokerOrder, price: Decimal
+    ) -> BrokerOrder:
+        model = self._account.fill_model_for(order.symbol)
+        if isinstance(model, DelayedFill):
+            result = order
+        elif model == "reject":
+            result = replace(
+                order, status=BrokerOrderStatus.REJECTED, reject_reason=FILL_MODEL_REJECT_REASON
+            )
+        else:
+            result = self._fill_fraction(order, price, model)
+        self._save(state, result, result.filled_qty, price)
+        return result
+
+    def _fill_fraction(
+        self, order: BrokerOrder, price: Decimal, model: PartialFill | str
+    ) -> BrokerOrder:
+        """Fill the model's fraction at once and cancel the rest (IOC); ``immediate`` is all."""
+        qty = _qty_of(order.qty, order.notional, price)
+        fraction = model.partial if isinstance(model, PartialFill) else Decimal(1)
+        quantum = _QTY_QUANTUM if self._account.is_fractionable(order.symbol) else _WHOLE_SHARE
+        part = (qty * fraction).quantize(quantum, rounding=ROUND_DOWN)
+        status = BrokerOrderStatus.FILLED if part == qty else BrokerOrderStatus.CANCELED
+        return _executed(order, part, price, status, order.submitted_at)
+
+    def _settle_due(self, state: PaperState) -> None:
+        """Fill every open order whose delay has passed, at the time it became due."""
+        now = self._now()
+        for order in state.open_orders():
+            model = self._account.fill_model_for(order.symbol)
+            # An order left open by an earlier account file whose model is no longer a delay
+            # is due at once.
+            delay_ms = model.delay_ms if isinstance(model, DelayedFill) else 0
+            due_at = order.submitted_at + timedelta(milliseconds=delay_ms)
+            if due_at > now:
+                continue
+            price = self._price(order.symbol)
+            fill_qty = _qty_of(order.qty, order.notional, price) - order.filled_qty
+            filled = _executed(
+                order, order.filled_qty + fill_qty, price, BrokerOrderStatus.FILLED, due_at
+            )
+            self._save(state, filled, fill_qty, price)
+
+    def _cancel_unpriced(self, state: PaperState) -> None:
+        """Cancel open orders whose symbol lost its price in a newer account file."""
+        for order in state.open_orders():
+            if self._account.price_of(order.symbol) is None:
+                canceled = replace(order, status=BrokerOrderStatus.CANCELED)
+                self._save(state, canceled, Decimal(0), Decimal(0))
+
+    @staticmethod
+    def _save(state: PaperState, order: BrokerOrder, fill_qty: Decimal, price: Decimal) -> None:
+        """Persist ``order`` with ``fill_qty`` newly filled at ``price``, and log it."""
+        signed = fill_qty if order.side is OrderSide.BUY else -fill_qty
+        cash = state.cash - signed * price
+        state.save(order, cash=cash, qty=state.position(order.symbol) + signed)
+        log.info(
+            _EVENT_BY_STATUS.get(order.status, "paper_order_updated"),
+            client_order_id=order.client_order_id,
+            broker_order_id=order.broker_order_id,
+            symbol=order.symbol,
+            side=order.side.value,
+            status=order.status.value,
+            filled_qty=str(order.filled_qty),
+            cash=str(cash),
+        )

@@ -1,0 +1,47 @@
+"""execute_orders: a validated plan's orders, placed at the broker and followed to the end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from reactivex import operators as ops
+
+from rebalance_stream.brokers.protocol import Broker
+from rebalance_stream.contracts.execution import Scenario
+from rebalance_stream.contracts.outcomes import FailureStep
+from rebalance_stream.contracts.rebalance import RebalancePlanned
+from rebalance_stream.operators.flow import Clock, Envelope, Op, PlanExecution
+from rebalance_stream.operators.order_execution import ExecutionConfig, PlanOrderExecutor
+from rebalance_stream.operators.step import guarded
+
+log = structlog.get_logger(__name__)
+
+STEP = "execute_orders"
+
+
+def execute_orders(
+    broker: Broker,
+    config: ExecutionConfig,
+    clock: Clock,
+    sleep: Callable[[float], None],
+) -> Op[Envelope[Any], Envelope[Any]]:
+    """Execute each plan that is still undecided; blocks while its orders run.
+
+    -p1-E0-p2-|   ->   -X1-E0-X2-|      (X is a PlanExecution; E0, decided earlier, passes)
+    Run it inside ``serialize_by_account`` so that one account's plans never overlap.
+    """
+    executor = PlanOrderExecutor(broker, config, clock, sleep)
+
+    def run(envelope: Envelope[Any], event: RebalancePlanned) -> Envelope[Any]:
+        started = clock()
+        log.info(
+            "plan_execution_started", plan_id=event.rebalance_plan.plan_id, **envelope.log_fields()
+        )
+        outcome = executor.execute(event.rebalance_plan)
+        execution = PlanExecution(Scenario.EXECUTED, outcome.orders, started, clock(), STEP)
+        timings = {**envelope.timings_ms, **outcome.timings_ms}
+        return envelope.with_payload(execution, timings_ms=timings)
+
+    return ops.map(guarded(FailureStep.EXECUTION, STEP, RebalancePlanned, run))

@@ -1,0 +1,231 @@
+"""Execute one plan's orders at a Broker (SPEC 3.4): sells, then buys, each to a terminal state.
+
+Within a phase, orders run concurrently up to ``max_concurrent_orders`` and take their slots in
+priority order (1 first). Buys start after every sell is terminal and buying power was read
+again. A fault of one order becomes that order's failed OrderResult; nothing here raises for a
+single order's sake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+
+import structlog
+
+from rebalance_stream.brokers.protocol import (
+    Broker,
+    BrokerError,
+    BrokerOrder,
+    DuplicateClientOrderId,
+    OrderRejected,
+    OrderRequest,
+    UnknownAsset,
+)
+from rebalance_stream.contracts.execution import OrderResult, OrderSide
+from rebalance_stream.contracts.rebalance import RebalancePlan, RebalancePlanItem, TradeAction
+from rebalance_stream.operators.flow import Clock, elapsed_ms
+from rebalance_stream.operators.order_sizing import (
+    MarketFacts,
+    SizedOrder,
+    allocate_buying_power,
+    size_order,
+)
+
+log = structlog.get_logger(__name__)
+
+BASIS_POINTS = Decimal(10_000)
+BPS_STEP = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionConfig:
+    """How orders are sent and followed."""
+
+    max_concurrent_orders: int = 4
+    min_order_notional: Decimal = Decimal(1)
+    order_deadline_s: float = 30.0
+    cancel_grace_s: float = 5.0
+    poll_interval_s: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class OrdersOutcome:
+    """Every traded item's OrderResult in plan order, and the time spent per phase."""
+
+    orders: tuple[OrderResult, ...]
+    timings_ms: dict[str, int]
+
+
+def slippage_bps(side: OrderSide, expected: Decimal, filled: Decimal) -> Decimal:
+    """Positive when the fill was worse than expected: paid more, or received less."""
+    signed = (filled - expected) if side is OrderSide.BUY else (expected - filled)
+    return (signed / expected * BASIS_POINTS).quantize(BPS_STEP)
+
+
+def skipped_result(order: SizedOrder) -> OrderResult:
+    return OrderResult(
+        symbol=order.symbol,
+        side=order.side,
+        client_order_id=order.client_order_id,
+        planned_qty=order.qty,
+        status="skipped",
+        success=False,
+        skipped=True,
+        skip_reason=order.skip,
+        expected_price=order.expected_price,
+    )
+
+
+def failed_result(order: SizedOrder, status: str, message: str) -> OrderResult:
+    return OrderResult(
+        symbol=order.symbol,
+        side=order.side,
+        client_order_id=order.client_order_id,
+        planned_qty=order.qty,
+        status=status,
+        success=False,
+        error_message=message,
+        expected_price=order.expected_price,
+    )
+
+
+def result_of(order: SizedOrder, placed: BrokerOrder) -> OrderResult:
+    """The OrderResult of a placed order; success means filled completely."""
+    fill_price = placed.filled_avg_price
+    slippage = None
+    if order.expected_price is not None and fill_price is not None and placed.filled_qty > 0:
+        slippage = slippage_bps(order.side, order.expected_price, fill_price)
+    return OrderResult(
+        symbol=order.symbol,
+        side=order.side,
+        client_order_id=order.client_order_id,
+        broker_order_id=placed.broker_order_id,
+        planned_qty=order.qty,
+        filled_qty=placed.filled_qty,
+        filled_avg_price=fill_price,
+        status=placed.status.value,
+        success=placed.status.value == "filled" and placed.filled_qty >= order.qty,
+        error_message=placed.reject_reason,
+        submitted_at=placed.submitted_at,
+        filled_at=placed.filled_at,
+        expected_price=order.expected_price,
+        slippage_bps=slippage,
+    )
+
+
+class PlanOrderExecutor:
+    """Places and follows one plan's orders. Calls block; run it off the event loop."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        config: ExecutionConfig,
+        clock: Clock,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self._broker = broker
+        self._config = config
+        self._clock = clock
+        self._sleep = sleep
+
+    def execute(self, plan: RebalancePlan) -> OrdersOutcome:
+        """Run sells then buys; return each non-HOLD item's result in plan order."""
+        sells = _by_priority(plan.items, TradeAction.SELL)
+        buys = _by_priority(plan.items, TradeAction.BUY)
+        timings: dict[str, int] = {}
+        with ThreadPoolExecutor(max_workers=self._config.max_concurrent_orders) as pool:
+            started = self._clock()
+            sized_sells = list(pool.map(lambda item: self._size(plan.plan_id, item), sells))
+            sell_results = list(pool.map(self._place_and_follow, sized_sells))
+            after_sells = self._clock()
+            timings["sells"] = elapsed_ms(started, after_sells)
+            buying_power = self._broker.get_account().buying_power if buys else Decimal(0)
+            after_wait = self._clock()
+            timings["buying_power_wait"] = elapsed_ms(after_sells, after_wait)
+            sized_buys = list(pool.map(lambda item: self._size(plan.plan_id, item), buys))
+            allocated = allocate_buying_power(sized_buys, buying_power)
+            buy_results = list(pool.map(self._place_and_follow, allocated))
+            timings["buys"] = elapsed_ms(after_wait, self._clock())
+        by_symbol = {result.symbol: result for result in [*sell_results, *buy_results]}
+        ordered = tuple(by_symbol[item.symbol] for item in plan.items if item.symbol in by_symbol)
+        return OrdersOutcome(ordered, timings)
+
+    def _size(self, plan_id: str, item: RebalancePlanItem) -> SizedOrder:
+        broker = self._broker
+        try:
+            asset = broker.get_asset(item.symbol)
+            price = broker.get_latest_price(item.symbol)
+            held = broker.get_position_qty(item.symbol)
+        except UnknownAsset:
+            price, held, fractionable = None, Decimal(0), False
+        else:
+            fractionable = asset.fractionable
+        facts = MarketFacts(price=price, held_qty=held, fractionable=fractionable)
+        return size_order(plan_id, item, facts, self._config.min_order_notional)
+
+    def _place_and_follow(self, order: SizedOrder) -> OrderResult:
+        if order.skip is not None:
+            log.info(
+                "order_skipped", client_order_id=order.client_order_id, skip_reason=order.skip.value
+            )
+            return skipped_result(order)
+        try:
+            placed = self._place(order)
+            if placed is None:
+                return failed_result(order, "unknown", "order outcome unknown and not found")
+            return result_of(order, self._follow(placed))
+        except OrderRejected as exc:
+            log.warning("order_rejected", client_order_id=order.client_order_id, reason=str(exc))
+            return failed_result(order, "rejected", str(exc))
+        except BrokerError as exc:
+            log.warning("order_failed", client_order_id=order.client_order_id, error=str(exc))
+            return failed_result(order, "error", f"{type(exc).__name__}: {exc}")
+
+    def _place(self, order: SizedOrder) -> BrokerOrder | None:
+        """Submit once; an order that exists already is adopted, never sent again."""
+        request = OrderRequest(order.client_order_id, order.symbol, order.side, qty=order.qty)
+        try:
+            placed = self._broker.submit_order(request)
+        except DuplicateClientOrderId:
+            log.info("order_adopted", client_order_id=order.client_order_id)
+            return self._broker.get_order_by_client_id(order.client_order_id)
+        log.info(
+            "order_submitted",
+            client_order_id=order.client_order_id,
+            broker_order_id=placed.broker_order_id,
+            qty=str(order.qty),
+        )
+        return placed
+
+    def _follow(self, placed: BrokerOrder) -> BrokerOrder:
+        """Poll until terminal; past the deadline, cancel and read the final state."""
+        order = self._poll_until_terminal(placed, self._config.order_deadline_s)
+        if not order.is_terminal:
+            log.warning("order_deadline_cancel", client_order_id=order.client_order_id)
+            self._broker.cancel_order(order.broker_order_id)
+            order = self._broker.get_order(order.broker_order_id)
+            order = self._poll_until_terminal(order, self._config.cancel_grace_s)
+        log.info(
+            "order_terminal",
+            client_order_id=order.client_order_id,
+            status=order.status.value,
+            filled_qty=str(order.filled_qty),
+        )
+        return order
+
+    def _poll_until_terminal(self, order: BrokerOrder, limit_s: float) -> BrokerOrder:
+        started = self._clock()
+        while not order.is_terminal and (self._clock() - started).total_seconds() < limit_s:
+            self._sleep(self._config.poll_interval_s)
+            order = self._broker.get_order(order.broker_order_id)
+        return order
+
+
+def _by_priority(
+    items: Sequence[RebalancePlanItem], action: TradeAction
+) -> list[RebalancePlanItem]:
+    """Items of one action, priority 1 first, plan order within a priority."""
+    return sorted((item for item in items if item.action is action), key=lambda i: i.priority)

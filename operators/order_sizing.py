@@ -1,0 +1,106 @@
+"""Pure sizing of one plan item into an order (SPEC 3.4): liquidation, rounding, dust.
+
+Guarantees: a sell never asks for more than is held; a quantity is rounded down (whole
+shares for assets that cannot be fractional, 9 decimals otherwise); a skip says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from decimal import ROUND_DOWN, Decimal
+
+from rebalance_stream.contracts.client_order_id import client_order_id
+from rebalance_stream.contracts.execution import OrderSide, SkipReason
+from rebalance_stream.contracts.rebalance import RebalancePlanItem, TradeAction
+
+FRACTIONAL_QTY_STEP = Decimal("0.000000001")
+WHOLE_SHARE = Decimal(1)
+
+
+@dataclass(frozen=True, slots=True)
+class MarketFacts:
+    """What the broker said about a symbol just before sizing."""
+
+    price: Decimal | None
+    held_qty: Decimal
+    fractionable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SizedOrder:
+    """An item sized into an order, or the reason it is skipped."""
+
+    symbol: str
+    side: OrderSide
+    client_order_id: str
+    priority: int
+    qty: Decimal
+    expected_price: Decimal | None
+    skip: SkipReason | None = None
+
+    @property
+    def notional(self) -> Decimal:
+        return self.qty * self.expected_price if self.expected_price is not None else Decimal(0)
+
+
+def round_qty_down(qty: Decimal, fractionable: bool) -> Decimal:
+    step = FRACTIONAL_QTY_STEP if fractionable else WHOLE_SHARE
+    return qty.quantize(step, rounding=ROUND_DOWN)
+
+
+def side_of(item: RebalancePlanItem) -> OrderSide:
+    return OrderSide.BUY if item.action is TradeAction.BUY else OrderSide.SELL
+
+
+def _target_qty(item: RebalancePlanItem, facts: MarketFacts, price: Decimal) -> Decimal:
+    if item.liquidates:
+        return facts.held_qty
+    qty = round_qty_down(abs(item.trade_amount) / price, facts.fractionable)
+    if item.action is TradeAction.SELL:
+        qty = min(qty, facts.held_qty)
+    return qty
+
+
+def _skip_reason(
+    item: RebalancePlanItem, facts: MarketFacts, qty: Decimal, min_notional: Decimal
+) -> SkipReason | None:
+    if item.action is TradeAction.SELL and facts.held_qty <= 0:
+        return SkipReason.NO_POSITION
+    planned = qty * facts.price if item.liquidates and facts.price else abs(item.trade_amount)
+    if planned < min_notional:
+        return SkipReason.BELOW_MIN_NOTIONAL
+    if qty <= 0:
+        return SkipReason.ROUNDS_TO_ZERO
+    return None
+
+
+def size_order(
+    plan_id: str, item: RebalancePlanItem, facts: MarketFacts, min_notional: Decimal
+) -> SizedOrder:
+    """Size a BUY or SELL item at the given price; HOLD items are never sized."""
+    if item.action is TradeAction.HOLD:
+        raise ValueError(f"{item.symbol}: HOLD items are not orders")
+    side = side_of(item)
+    order_id = client_order_id(plan_id, item.symbol, side)
+
+    def sized(qty: Decimal, skip: SkipReason | None) -> SizedOrder:
+        return SizedOrder(item.symbol, side, order_id, item.priority, qty, facts.price, skip)
+
+    if facts.price is None or facts.price <= 0:
+        return sized(Decimal(0), SkipReason.NO_QUOTE)
+    qty = _target_qty(item, facts, facts.price)
+    return sized(qty, _skip_reason(item, facts, qty, min_notional))
+
+
+def allocate_buying_power(buys: list[SizedOrder], buying_power: Decimal) -> list[SizedOrder]:
+    """Skip, in priority order, each buy that no longer fits the remaining buying power."""
+    remaining = buying_power
+    allocated = []
+    for order in buys:
+        if order.skip is None:
+            if order.notional > remaining:
+                order = replace(order, skip=SkipReason.INSUFFICIENT_BUYING_POWER)
+            else:
+                remaining -= order.notional
+        allocated.append(order)
+    return allocated

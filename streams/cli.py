@@ -1,0 +1,107 @@
+"""The ``rebalance-stream`` command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from reactivex.scheduler import ThreadPoolScheduler
+from rich.console import Console
+
+from rebalance_stream.brokers.paper import PaperBroker
+from rebalance_stream.brokers.paper_account import PaperAccount
+from rebalance_stream.contracts.outcomes import TradeExecuted, WorkflowCompleted, WorkflowFailed
+from rebalance_stream.contracts.rebalance import RebalancePlanned
+from rebalance_stream.operators.dedupe import InMemoryDedupeStore
+from rebalance_stream.operators.market_gate import MarketClockFailure
+from rebalance_stream.sinks.routing import OutputTopics
+from rebalance_stream.streams import report
+from rebalance_stream.streams.logs import configure_logging
+from rebalance_stream.streams.pipeline import PipelineConfig, PipelineDependencies, utc_now
+from rebalance_stream.streams.settings import Settings, load_settings
+from rebalance_stream.streams.simulate import plan_file_records, run_in_process
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+SCHEMA_EVENTS = (RebalancePlanned, TradeExecuted, WorkflowCompleted, WorkflowFailed)
+
+
+def topics_of(settings: Settings) -> OutputTopics:
+    return OutputTopics(
+        trade_executed=settings.topic_trade_executed,
+        workflow_completed=settings.topic_workflow_completed,
+        workflow_failed=settings.topic_workflow_failed,
+        dead_letter=settings.topic_dead_letter,
+    )
+
+
+def paper_account_of(settings: Settings, override: Path | None) -> PaperAccount:
+    path = override or settings.paper_account
+    return PaperAccount.from_file(path) if path else PaperAccount.sample()
+
+
+@app.command()
+def simulate(
+    plans: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Plan files")],
+    account: Annotated[
+        Path | None, typer.Option(help="Paper account file (default: the built-in sample)")
+    ] = None,
+    max_plan_age_s: Annotated[
+        int, typer.Option(help="Staleness limit in seconds; 0 (the default here) turns it off")
+    ] = 0,
+    treat_partial_as_failure: Annotated[
+        bool | None, typer.Option(help="Override REBALANCE_STREAM_TREAT_PARTIAL_EXECUTION_...")
+    ] = None,
+    market_clock_failure: Annotated[MarketClockFailure | None, typer.Option()] = None,
+    verbose: Annotated[bool, typer.Option(help="Log every state change to stderr")] = False,
+) -> None:
+    """Run RebalancePlanned files through the pipeline against a paper account, in-process."""
+    overrides: dict[str, object] = {"max_plan_age_s": max_plan_age_s}
+    if treat_partial_as_failure is not None:
+        overrides["treat_partial_execution_as_failure"] = treat_partial_as_failure
+    if market_clock_failure is not None:
+        overrides["market_clock_failure"] = market_clock_failure
+    settings = load_settings(**overrides)
+    configure_logging(settings.log_format, "debug" if verbose else "warning")
+    paper = paper_account_of(settings, account)
+    records = plan_file_records(plans, utc_now())
+    with PaperBroker(paper, state_path=settings.paper_state) as broker:
+        deps = PipelineDependencies(
+            broker=broker,
+            dedupe_store=InMemoryDedupeStore(),
+            kill_switch=lambda: settings.kill_switch,
+            scheduler=ThreadPoolScheduler(settings.max_concurrent_orders),
+        )
+        dispositions = run_in_process(records, PipelineConfig.from_settings(settings), deps)
+        symbols = sorted({*paper.prices, *paper.positions})
+        held = {s: qty for s in symbols if (qty := broker.get_position_qty(s)) != 0}
+        console = Console(width=160)
+        sources = [path.name for path in plans]
+        report.print_report(
+            console,
+            report.outcomes_table(dispositions, sources, topics_of(settings)),
+            report.orders_table(dispositions),
+            report.portfolio_table(broker.get_account(), held),
+        )
+
+
+@app.command()
+def schemas(
+    directory: Annotated[Path, typer.Argument(file_okay=False, help="Where to write them")],
+) -> None:
+    """Write one JSON Schema per event: NAME.schema.json."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for event in SCHEMA_EVENTS:
+        mode: Literal["validation", "serialization"] = (
+            "validation" if event is RebalancePlanned else "serialization"
+        )
+        schema = event.model_json_schema(mode=mode)
+        target = directory / f"{event.__name__}.schema.json"
+        target.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        typer.echo(f"wrote {target}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,108 @@
+"""Assemble the operators into the whole job: input records in, one Disposition per record out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import reactivex
+from reactivex.abc import SchedulerBase
+
+from rebalance_stream.brokers.protocol import Broker
+from rebalance_stream.operators.classify import classify_outcome
+from rebalance_stream.operators.decode import DEFAULT_MAX_INPUT_BYTES, decode
+from rebalance_stream.operators.dedupe import DedupeStore, dedupe
+from rebalance_stream.operators.execute import execute_orders
+from rebalance_stream.operators.flow import Clock, Disposition, Envelope, InputRecord, Op
+from rebalance_stream.operators.market_gate import MarketClockFailure, gate_on_market_clock
+from rebalance_stream.operators.no_trade import skip_when_no_trades
+from rebalance_stream.operators.order_execution import ExecutionConfig
+from rebalance_stream.operators.output_events import to_output_events
+from rebalance_stream.operators.per_account import serialize_by_account
+from rebalance_stream.operators.risk import KillSwitch, RiskLimits, check_risk
+from rebalance_stream.operators.staleness import reject_stale
+from rebalance_stream.operators.validate import validate
+from rebalance_stream.streams.settings import Settings
+
+
+def utc_now() -> datetime:
+    """The wall clock, UTC; the only clock that production code passes in."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    """The settings that shape the pipeline; everything else is a dependency."""
+
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+    max_plan_age: timedelta = timedelta(hours=1)
+    market_clock_failure: MarketClockFailure = MarketClockFailure.FAIL
+    risk_limits: RiskLimits = field(default_factory=RiskLimits)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    treat_partial_execution_as_failure: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PipelineConfig:
+        return cls(
+            max_input_bytes=settings.max_input_bytes,
+            max_plan_age=timedelta(seconds=settings.max_plan_age_s),
+            market_clock_failure=settings.market_clock_failure,
+            risk_limits=RiskLimits(
+                max_order_notional=settings.max_order_notional,
+                max_plan_notional=settings.max_plan_notional,
+                allowed_symbols=settings.allowed_symbols,
+                denied_symbols=settings.denied_symbols,
+            ),
+            execution=ExecutionConfig(
+                max_concurrent_orders=settings.max_concurrent_orders,
+                min_order_notional=Decimal(settings.min_order_notional),
+                order_deadline_s=settings.order_deadline_s,
+                poll_interval_s=settings.order_poll_interval_s,
+            ),
+            treat_partial_execution_as_failure=settings.treat_partial_execution_as_failure,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineDependencies:
+    """The side effects the pipeline talks to, injected."""
+
+    broker: Broker
+    dedupe_store: DedupeStore
+    kill_switch: Callable[[], KillSwitch] = lambda: KillSwitch.ACTIVE
+    clock: Clock = utc_now
+    sleep: Callable[[float], None] = time.sleep
+    scheduler: SchedulerBase | None = None
+
+
+def process_rebalance_plans(
+    config: PipelineConfig, deps: PipelineDependencies
+) -> Op[InputRecord, Disposition]:
+    """The whole job of SPEC 1: every input record becomes exactly one Disposition.
+
+    Decode, validate, dedupe, staleness and the no-trade check run in arrival order; the market
+    gate, risk and execution run one plan per account at a time, on ``deps.scheduler``.
+    """
+    clock = deps.clock
+    per_plan: Op[Envelope[Any], Envelope[Any]] = reactivex.compose(
+        gate_on_market_clock(deps.broker, config.market_clock_failure, clock),
+        check_risk(config.risk_limits, deps.kill_switch, clock),
+        execute_orders(deps.broker, config.execution, clock, deps.sleep),
+    )
+    admit: Op[InputRecord, Envelope[Any]] = reactivex.compose(
+        decode(config.max_input_bytes),
+        validate(),
+        dedupe(deps.dedupe_store),
+        reject_stale(config.max_plan_age, clock),
+        skip_when_no_trades(clock),
+    )
+    decide: Op[Envelope[Any], Disposition] = reactivex.compose(
+        serialize_by_account(per_plan, deps.scheduler),
+        classify_outcome(config.treat_partial_execution_as_failure),
+        to_output_events(clock),
+    )
+    return reactivex.compose(admit, decide)

@@ -1,0 +1,91 @@
+"""Settings from the environment (prefix ``REBALANCE_STREAM_``) and an optional dotenv file.
+
+The file is named by ``REBALANCE_STREAM_CONFIG`` and uses the same variable names; the
+environment wins over the file. Secrets are ``SecretStr`` and never printed (SPEC 4).
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from rebalance_stream.operators.decode import DEFAULT_MAX_INPUT_BYTES
+from rebalance_stream.operators.market_gate import MarketClockFailure
+from rebalance_stream.operators.risk import KillSwitch
+from rebalance_stream.sinks.routing import (
+    DEFAULT_DEAD_LETTER_TOPIC,
+    DEFAULT_TRADE_EXECUTED_TOPIC,
+    DEFAULT_WORKFLOW_COMPLETED_TOPIC,
+    DEFAULT_WORKFLOW_FAILED_TOPIC,
+)
+
+CONFIG_FILE_VARIABLE = "REBALANCE_STREAM_CONFIG"
+SymbolSet = Annotated[frozenset[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Every setting of the service, with SPEC 4's names and defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="REBALANCE_STREAM_", extra="ignore", frozen=True, env_file_encoding="utf-8"
+    )
+
+    kafka_bootstrap_servers: str | None = None
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    group_id: str = "rebalance-stream"
+    group_instance_id: str | None = None
+    session_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
+
+    topic_input: str = "rebalance.planned"
+    topic_trade_executed: str = DEFAULT_TRADE_EXECUTED_TOPIC
+    topic_workflow_completed: str = DEFAULT_WORKFLOW_COMPLETED_TOPIC
+    topic_workflow_failed: str = DEFAULT_WORKFLOW_FAILED_TOPIC
+    topic_dead_letter: str = DEFAULT_DEAD_LETTER_TOPIC
+
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    broker: Literal["paper", "alpaca"] = "paper"
+    paper_account: Path | None = None
+    paper_state: Path | None = None
+    ledger: str = "rebalance-stream-ledger.sqlite"
+
+    treat_partial_execution_as_failure: bool = True
+    market_clock_failure: MarketClockFailure = MarketClockFailure.FAIL
+    max_plan_age_s: Annotated[int, Field(ge=0)] = 3600
+    max_input_bytes: Annotated[int, Field(ge=1)] = DEFAULT_MAX_INPUT_BYTES
+
+    kill_switch: KillSwitch = KillSwitch.ACTIVE
+    kill_switch_file: Path | None = None
+    max_order_notional: Decimal | None = Decimal(100_000)
+    max_plan_notional: Decimal | None = Decimal(1_000_000)
+    allowed_symbols: SymbolSet = frozenset()
+    denied_symbols: SymbolSet = frozenset()
+
+    max_concurrent_orders: Annotated[int, Field(ge=1)] = 4
+    min_order_notional: Annotated[Decimal, Field(ge=0)] = Decimal(1)
+    order_deadline_s: Annotated[float, Field(gt=0)] = 30.0
+    order_poll_interval_s: Annotated[float, Field(gt=0)] = 0.1
+
+    log_format: Literal["console", "json"] | None = None
+    log_level: str = "info"
+
+    @field_validator("allowed_symbols", "denied_symbols", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip().upper() for part in value.split(",") if part.strip())
+        return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment and the optional config file; keyword overrides win over both."""
+    config_file = os.environ.get(CONFIG_FILE_VARIABLE)
+    return Settings(_env_file=config_file, **overrides)

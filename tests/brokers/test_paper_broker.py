@@ -1,0 +1,452 @@
+"""The embedded paper broker and its account file."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from rebalance_stream.brokers import (
+    Broker,
+    BrokerOrderStatus,
+    DuplicateClientOrderId,
+    OrderNotFound,
+    OrderRejected,
+    OrderRequest,
+    PaperAccount,
+    PaperBroker,
+    UnknownAsset,
+)
+from rebalance_stream.brokers.paper import FILL_MODEL_REJECT_REASON, broker_order_id_for
+from rebalance_stream.brokers.paper_account import DelayedFill, PartialFill
+from rebalance_stream.contracts.execution import OrderSide
+
+T0 = datetime(2025, 1, 2, 15, 30, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock that stands still until advanced."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, ms: int) -> None:
+        self.now += timedelta(milliseconds=ms)
+
+
+def make_account(**overrides: Any) -> PaperAccount:
+    document: dict[str, Any] = {
+        "cash": "10000.00",
+        "positions": {"SPY": "60", "TQQQ": "500"},
+        "prices": {"SPY": "500.00", "TQQQ": "80.00", "GLD": "190.00", "SLOW": "100.00"},
+        "fractionable": ["SPY", "GLD"],
+        "market": "open",
+        "fill": {
+            "default": "immediate",
+            "TQQQ": {"partial": "0.5"},
+            "GLD": "reject",
+            "SLOW": {"delay_ms": 500},
+        },
+    }
+    document.update(overrides)
+    return PaperAccount.model_validate(document)
+
+
+def buy(cid: str, symbol: str, qty: str | None = None, notional: str | None = None) -> OrderRequest:
+    return OrderRequest(
+        client_order_id=cid,
+        symbol=symbol,
+        side=OrderSide.BUY,
+        qty=None if qty is None else Decimal(qty),
+        notional=None if notional is None else Decimal(notional),
+    )
+
+
+def sell(cid: str, symbol: str, qty: str) -> OrderRequest:
+    return OrderRequest(client_order_id=cid, symbol=symbol, side=OrderSide.SELL, qty=Decimal(qty))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def broker(clock: FakeClock) -> Iterator[PaperBroker]:
+    with PaperBroker(make_account(), clock=clock) as started:
+        yield started
+
+
+def test_paper_broker_satisfies_broker_protocol(broker: PaperBroker) -> None:
+    as_protocol: Broker = broker
+
+    assert as_protocol.get_clock() == broker.get_clock()
+
+
+def test_call_before_start_raises_runtime_error() -> None:
+    paper = PaperBroker(make_account())
+
+    with pytest.raises(RuntimeError):
+        paper.get_account()
+
+
+def test_call_after_close_raises_runtime_error() -> None:
+    paper = PaperBroker(make_account())
+    paper.start()
+    paper.close()
+
+    with pytest.raises(RuntimeError):
+        paper.get_position_qty("SPY")
+
+
+def test_get_clock_closed_market_reports_closed_at_clock_time(clock: FakeClock) -> None:
+    with PaperBroker(make_account(market="closed"), clock=clock) as paper:
+        market = paper.get_clock()
+
+    assert market.is_open is False
+    assert market.timestamp == T0
+
+
+def test_get_asset_known_symbol_reports_fractionable(broker: PaperBroker) -> None:
+    assert broker.get_asset("spy").fractionable is True
+    assert broker.get_asset("TQQQ").fractionable is False
+    assert broker.get_asset("TQQQ").tradable is True
+
+
+def test_get_asset_unknown_symbol_raises_unknown_asset(broker: PaperBroker) -> None:
+    with pytest.raises(UnknownAsset):
+        broker.get_asset("NOPE")
+
+
+def test_get_latest_price_unknown_symbol_is_none(broker: PaperBroker) -> None:
+    assert broker.get_latest_price("SPY") == Decimal("500.00")
+    assert broker.get_latest_price("NOPE") is None
+
+
+def test_get_position_qty_no_position_is_zero(broker: PaperBroker) -> None:
+    assert broker.get_position_qty("GLD") == Decimal(0)
+
+
+def test_submit_immediate_buy_updates_cash_and_position(broker: PaperBroker) -> None:
+    order = broker.submit_order(buy("c-1", "SPY", qty="4"))
+
+    assert order.status is BrokerOrderStatus.FILLED
+    assert order.filled_qty == Decimal(4)
+    assert order.filled_avg_price == Decimal("500.00")
+    assert order.filled_at == T0
+    assert order.broker_order_id == broker_order_id_for("c-1")
+    assert broker.get_account().cash == Decimal("8000.00")
+    assert broker.get_position_qty("SPY") == Decimal(64)
+
+
+def test_submit_immediate_sell_of_whole_position_removes_it(broker: PaperBroker) -> None:
+    broker.submit_order(sell("c-1", "SPY", "60"))
+
+    assert broker.get_position_qty("SPY") == Decimal(0)
+    assert broker.get_account().cash == Decimal("40000.00")
+
+
+def test_submit_partial_odd_qty_non_fractionable_rounds_down_and_cancels_rest(
+    broker: PaperBroker,
+) -> None:
+    order = broker.submit_order(buy("c-1", "TQQQ", qty="5"))
+
+    assert order.status is BrokerOrderStatus.CANCELED
+    assert order.filled_qty == Decimal(2)
+    assert order.filled_avg_price == Decimal("80.00")
+    assert broker.get_account().cash == Decimal("9840.00")
+    assert broker.get_position_qty("TQQQ") == Decimal(502)
+
+
+def test_submit_partial_part_rounds_to_zero_cancels_with_nothing_filled(
+    broker: PaperBroker,
+) -> None:
+    order = broker.submit_order(buy("c-1", "TQQQ", qty="1"))
+
+    assert order.status is BrokerOrderStatus.CANCELED
+    assert order.filled_qty == Decimal(0)
+    assert order.filled_avg_price is None
+    assert broker.get_account().cash == Decimal("10000.00")
+
+
+def test_submit_reject_model_returns_rejected_order_unchanged_account(
+    broker: PaperBroker,
+) -> None:
+    order = broker.submit_order(buy("c-1", "GLD", qty="1"))
+
+    assert order.status is BrokerOrderStatus.REJECTED
+    assert order.reject_reason == FILL_MODEL_REJECT_REASON
+    assert broker.get_order(order.broker_order_id) == order
+    assert broker.get_account().cash == Decimal("10000.00")
+
+
+def test_submit_delay_fills_only_after_clock_passes_delay(
+    broker: PaperBroker, clock: FakeClock
+) -> None:
+    order = broker.submit_order(buy("c-1", "SLOW", qty="3"))
+    clock.advance(499)
+    before = broker.get_order(order.broker_order_id)
+    clock.advance(1)
+    after = broker.get_order(order.broker_order_id)
+
+    assert order.status is BrokerOrderStatus.NEW
+    assert before.status is BrokerOrderStatus.NEW
+    assert broker.get_position_qty("SLOW") == Decimal(3)
+    assert after.status is BrokerOrderStatus.FILLED
+    assert after.filled_qty == Decimal(3)
+    assert after.filled_at == T0 + timedelta(milliseconds=500)
+    assert broker.get_account().cash == Decimal("9700.00")
+
+
+def test_cancel_delayed_order_before_delay_stays_canceled_unfilled(
+    broker: PaperBroker, clock: FakeClock
+) -> None:
+    order = broker.submit_order(buy("c-1", "SLOW", qty="3"))
+    broker.cancel_order(order.broker_order_id)
+    clock.advance(10_000)
+
+    final = broker.get_order(order.broker_order_id)
+    assert final.status is BrokerOrderStatus.CANCELED
+    assert final.filled_qty == Decimal(0)
+    assert broker.get_position_qty("SLOW") == Decimal(0)
+    assert broker.get_account().buying_power == Decimal("10000.00")
+
+
+def test_cancel_terminal_order_leaves_it_unchanged(broker: PaperBroker) -> None:
+    order = broker.submit_order(buy("c-1", "SPY", qty="1"))
+
+    broker.cancel_order(order.broker_order_id)
+
+    assert broker.get_order(order.broker_order_id) == order
+
+
+def test_cancel_unknown_id_raises_order_not_found(broker: PaperBroker) -> None:
+    with pytest.raises(OrderNotFound):
+        broker.cancel_order("no-such-order")
+
+
+def test_get_order_unknown_id_raises_order_not_found(broker: PaperBroker) -> None:
+    with pytest.raises(OrderNotFound):
+        broker.get_order("no-such-order")
+
+
+def test_get_order_by_client_id_absent_is_none_present_is_order(broker: PaperBroker) -> None:
+    order = broker.submit_order(buy("c-1", "SPY", qty="1"))
+
+    assert broker.get_order_by_client_id("c-2") is None
+    assert broker.get_order_by_client_id("c-1") == order
+
+
+def test_submit_same_client_order_id_twice_raises_duplicate(broker: PaperBroker) -> None:
+    broker.submit_order(buy("c-1", "SPY", qty="1"))
+
+    with pytest.raises(DuplicateClientOrderId):
+        broker.submit_order(buy("c-1", "SPY", qty="1"))
+    assert broker.get_position_qty("SPY") == Decimal(61)
+
+
+def test_submit_client_order_id_of_fill_model_reject_raises_duplicate(
+    broker: PaperBroker,
+) -> None:
+    broker.submit_order(buy("c-1", "GLD", qty="1"))
+
+    with pytest.raises(DuplicateClientOrderId):
+        broker.submit_order(buy("c-1", "SPY", qty="1"))
+
+
+def test_submit_unknown_symbol_rejected_nothing_recorded(broker: PaperBroker) -> None:
+    with pytest.raises(OrderRejected):
+        broker.submit_order(buy("c-1", "NOPE", qty="1"))
+
+    assert broker.get_order_by_client_id("c-1") is None
+    assert broker.list_orders() == []
+
+
+def test_submit_fractional_qty_non_fractionable_rejected(broker: PaperBroker) -> None:
+    with pytest.raises(OrderRejected):
+        broker.submit_order(buy("c-1", "TQQQ", qty="1.5"))
+
+
+def test_submit_notional_non_fractionable_rejected(broker: PaperBroker) -> None:
+    with pytest.raises(OrderRejected):
+        broker.submit_order(buy("c-1", "TQQQ", notional="100"))
+
+
+@pytest.mark.parametrize("request_", [buy("c-1", "SPY", qty="0"), buy("c-1", "SPY", notional="-5")])
+def test_submit_non_positive_amount_rejected(broker: PaperBroker, request_: OrderRequest) -> None:
+    with pytest.raises(OrderRejected):
+        broker.submit_order(request_)
+
+
+def test_submit_buy_over_cash_rejected(broker: PaperBroker) -> None:
+    with pytest.raises(OrderRejected):
+        broker.submit_order(buy("c-1", "SPY", qty="21"))
+
+    assert broker.get_account().cash == Decimal("10000.00")
+
+
+def test_submit_sell_more_than_held_rejected(broker: PaperBroker) -> None:
+    with pytest.raises(OrderRejected):
+        broker.submit_order(sell("c-1", "SPY", "61"))
+
+    assert broker.get_position_qty("SPY") == Decimal(60)
+
+
+def test_submit_sell_beyond_open_delayed_sell_rejected(clock: FakeClock) -> None:
+    account = make_account(positions={"SLOW": "10"})
+    with PaperBroker(account, clock=clock) as paper:
+        paper.submit_order(sell("c-1", "SLOW", "7"))
+
+        with pytest.raises(OrderRejected):
+            paper.submit_order(sell("c-2", "SLOW", "4"))
+        assert paper.submit_order(sell("c-3", "SLOW", "3")).status is BrokerOrderStatus.NEW
+
+
+def test_submit_notional_fractionable_converts_to_qty_rounded_down(broker: PaperBroker) -> None:
+    order = broker.submit_order(buy("c-1", "SPY", notional="1000.01"))
+
+    assert order.status is BrokerOrderStatus.FILLED
+    assert order.qty is None
+    assert order.notional == Decimal("1000.01")
+    assert order.filled_qty == Decimal("2.000020000")
+    assert broker.get_position_qty("SPY") == Decimal("62.000020000")
+    assert broker.get_account().cash == Decimal("8999.99")
+
+
+def test_get_account_open_delayed_buy_reserves_buying_power(broker: PaperBroker) -> None:
+    broker.submit_order(buy("c-1", "SLOW", qty="60"))
+
+    account = broker.get_account()
+    assert account.cash == Decimal("10000.00")
+    assert account.buying_power == Decimal("4000.00")
+    with pytest.raises(OrderRejected):
+        broker.submit_order(buy("c-2", "SPY", qty="9"))
+
+
+def test_list_orders_prefix_returns_matching_oldest_first(
+    broker: PaperBroker, clock: FakeClock
+) -> None:
+    for cid in ("plan-a-2", "plan-b-1", "plan-a-1", "plan-a-3"):
+        broker.submit_order(buy(cid, "SPY", qty="1"))
+        clock.advance(1)
+
+    listed = [order.client_order_id for order in broker.list_orders("plan-a-")]
+
+    assert listed == ["plan-a-2", "plan-a-1", "plan-a-3"]
+    assert len(broker.list_orders()) == 4
+
+
+def test_reopen_sqlite_state_survives_process(tmp_path: Path, clock: FakeClock) -> None:
+    state_path = tmp_path / "paper.sqlite"
+    account = make_account()
+    with PaperBroker(account, state_path=state_path, clock=clock) as first:
+        filled = first.submit_order(buy("c-1", "SPY", notional="1000.01"))
+        first.submit_order(sell("c-2", "TQQQ", "500"))
+        pending = first.submit_order(buy("c-3", "SLOW", qty="2"))
+
+    with PaperBroker(account, state_path=state_path, clock=clock) as second:
+        assert second.get_account().cash == Decimal("28999.99")
+        assert second.get_account().buying_power == Decimal("28799.99")
+        assert second.get_position_qty("SPY") == Decimal("62.000020000")
+        assert second.get_position_qty("TQQQ") == Decimal(250)
+        assert second.get_order(filled.broker_order_id) == filled
+        assert second.get_order(pending.broker_order_id) == pending
+        assert [o.client_order_id for o in second.list_orders()] == ["c-1", "c-2", "c-3"]
+        with pytest.raises(DuplicateClientOrderId):
+            second.submit_order(buy("c-1", "SPY", qty="1"))
+        clock.advance(500)
+        assert second.get_order(pending.broker_order_id).status is BrokerOrderStatus.FILLED
+
+    with PaperBroker(account, state_path=state_path, clock=clock) as third:
+        assert third.get_position_qty("SLOW") == Decimal(2)
+
+
+def test_start_initialized_state_ignores_account_cash_and_positions(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    state_path = tmp_path / "paper.sqlite"
+    with PaperBroker(make_account(), state_path=state_path, clock=clock) as first:
+        first.submit_order(buy("c-1", "SPY", qty="1"))
+
+    richer = make_account(cash="99999.00", positions={})
+    with PaperBroker(richer, state_path=state_path, clock=clock) as second:
+        assert second.get_account().cash == Decimal("9500.00")
+        assert second.get_position_qty("SPY") == Decimal(61)
+
+
+def test_submit_concurrent_threads_keep_cash_consistent(broker: PaperBroker) -> None:
+    def worker(n: int) -> None:
+        for i in range(25):
+            broker.submit_order(buy(f"t{n}-{i}", "SPY", qty="0.1"))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(broker.list_orders("t")) == 100
+    assert broker.get_position_qty("SPY") == Decimal(70)
+    assert broker.get_account().cash == Decimal("5000.00")
+
+
+def test_paper_account_sample_loads_builtin_account() -> None:
+    sample = PaperAccount.sample()
+
+    assert sample.cash == Decimal("25000.00")
+    assert sample.positions["TQQQ"] == Decimal(300)
+    assert sample.prices["ARKK"] == Decimal("45.00")
+    assert sample.fractionable == frozenset({"SPY", "QQQ", "VTI", "GLD"})
+    assert sample.fill_model_for("ARKK") == PartialFill(partial=Decimal("0.5"))
+    assert sample.fill_model_for("SPY") == "immediate"
+
+
+def test_paper_account_from_file_json_numbers_read_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "account.json"
+    document = (
+        '{"cash": 10000.10, "positions": {"spy": 60}, "prices": {"spy": 500.01},'
+        ' "fill": {"Default": {"delay_ms": 5}, "tqqq": {"partial": 0.1}}, "latency_ms": 0}'
+    )
+    path.write_text(document, encoding="utf-8")
+
+    account = PaperAccount.from_file(path)
+
+    assert account.cash == Decimal("10000.10")
+    assert account.positions == {"SPY": Decimal(60)}
+    assert account.prices == {"SPY": Decimal("500.01")}
+    assert account.fill_model_for("tqqq") == PartialFill(partial=Decimal("0.1"))
+    assert account.fill_model_for("SPY") == DelayedFill(delay_ms=5)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"fill": {"SPY": {"partial": "0"}}},
+        {"fill": {"SPY": {"partial": "1.5"}}},
+        {"fill": {"SPY": "sometimes"}},
+        {"market": "half-open"},
+        {"prices": {"SPY": "0"}},
+        {"cash": "-1"},
+    ],
+)
+def test_paper_account_invalid_document_raises_validation_error(
+    overrides: dict[str, Any],
+) -> None:
+    with pytest.raises(ValidationError):
+        make_account(**overrides)
+
+
+def test_paper_account_json_round_trip_is_equal() -> None:
+    account = make_account()
+
+    assert PaperAccount.from_json(json.dumps(account.model_dump(mode="json"))) == account
