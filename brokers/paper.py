@@ -39,6 +39,7 @@ from rebalance_stream.brokers.protocol import (
     UnknownAsset,
 )
 from rebalance_stream.contracts.execution import OrderSide
+from rebalance_stream.contracts.wire import strip_trailing_zeros
 
 log = structlog.get_logger(__name__)
 
@@ -67,13 +68,18 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _round_down(qty: Decimal, quantum: Decimal) -> Decimal:
+    """Round down to ``quantum`` and drop trailing zeros: 20.000000000 -> 20."""
+    return strip_trailing_zeros(qty.quantize(quantum, rounding=ROUND_DOWN))
+
+
 def _qty_of(qty: Decimal | None, notional: Decimal | None, price: Decimal) -> Decimal:
     """An order's quantity; a notional order's is notional/price, rounded down to 9 dp."""
     if qty is not None:
         return qty
     if notional is None:
         raise ValueError("an order has exactly one of qty or notional")
-    return (notional / price).quantize(_QTY_QUANTUM, rounding=ROUND_DOWN)
+    return _round_down(notional / price, _QTY_QUANTUM)
 
 
 def _executed(
@@ -343,7 +349,7 @@ class PaperBroker:
         qty = _qty_of(order.qty, order.notional, price)
         fraction = model.partial if isinstance(model, PartialFill) else Decimal(1)
         quantum = _QTY_QUANTUM if self._account.is_fractionable(order.symbol) else _WHOLE_SHARE
-        part = (qty * fraction).quantize(quantum, rounding=ROUND_DOWN)
+        part = _round_down(qty * fraction, quantum)
         status = BrokerOrderStatus.FILLED if part == qty else BrokerOrderStatus.CANCELED
         return _executed(order, part, price, status, order.submitted_at)
 

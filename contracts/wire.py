@@ -25,6 +25,13 @@ def plain_decimal(value: Decimal) -> str:
     return format(value, "f")
 
 
+def strip_trailing_zeros(value: Decimal) -> Decimal:
+    """Drop trailing fractional zeros, never into exponent form: 20.000 -> 20, 1.50 -> 1.5."""
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()
+
+
 def _reject_float_artifacts(value: object) -> object:
     # A float carries binary noise into Decimal (0.1 -> 0.1000...0555). Its repr is the
     # shortest decimal that round-trips, which is what the sender wrote.

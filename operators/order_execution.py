@@ -24,6 +24,7 @@ from rebalance_stream.brokers.protocol import (
     OrderRequest,
     UnknownAsset,
 )
+from rebalance_stream.contracts.client_order_id import client_order_id
 from rebalance_stream.contracts.execution import OrderResult, OrderSide
 from rebalance_stream.contracts.rebalance import RebalancePlan, RebalancePlanItem, TradeAction
 from rebalance_stream.operators.flow import Clock, elapsed_ms
@@ -31,6 +32,7 @@ from rebalance_stream.operators.order_sizing import (
     MarketFacts,
     SizedOrder,
     allocate_buying_power,
+    side_of,
     size_order,
 )
 
@@ -49,6 +51,14 @@ class ExecutionConfig:
     order_deadline_s: float = 30.0
     cancel_grace_s: float = 5.0
     poll_interval_s: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedOrder:
+    """A sized new order, or an order that the broker already has for its client_order_id."""
+
+    sized: SizedOrder
+    existing: BrokerOrder | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,20 +148,34 @@ class PlanOrderExecutor:
         timings: dict[str, int] = {}
         with ThreadPoolExecutor(max_workers=self._config.max_concurrent_orders) as pool:
             started = self._clock()
-            sized_sells = list(pool.map(lambda item: self._size(plan.plan_id, item), sells))
-            sell_results = list(pool.map(self._place_and_follow, sized_sells))
+            prepared_sells = list(pool.map(lambda item: self._prepare(plan.plan_id, item), sells))
+            sell_results = list(pool.map(self._run, prepared_sells))
             after_sells = self._clock()
             timings["sells"] = elapsed_ms(started, after_sells)
             buying_power = self._broker.get_account().buying_power if buys else Decimal(0)
             after_wait = self._clock()
             timings["buying_power_wait"] = elapsed_ms(after_sells, after_wait)
-            sized_buys = list(pool.map(lambda item: self._size(plan.plan_id, item), buys))
-            allocated = allocate_buying_power(sized_buys, buying_power)
-            buy_results = list(pool.map(self._place_and_follow, allocated))
+            prepared_buys = list(pool.map(lambda item: self._prepare(plan.plan_id, item), buys))
+            buy_results = list(pool.map(self._run, _within(prepared_buys, buying_power)))
             timings["buys"] = elapsed_ms(after_wait, self._clock())
         by_symbol = {result.symbol: result for result in [*sell_results, *buy_results]}
         ordered = tuple(by_symbol[item.symbol] for item in plan.items if item.symbol in by_symbol)
         return OrdersOutcome(ordered, timings)
+
+    def _prepare(self, plan_id: str, item: RebalancePlanItem) -> PreparedOrder:
+        """Adopt the order that exists for this item's client_order_id, or size a new one.
+
+        Looking up first is what makes a resumed plan safe: after a crash, the position may
+        already reflect a fill, and sizing again would trade twice or skip wrongly.
+        """
+        order_id = client_order_id(plan_id, item.symbol, side_of(item))
+        existing = self._broker.get_order_by_client_id(order_id)
+        if existing is not None:
+            log.info("order_adopted", client_order_id=order_id, status=existing.status.value)
+            qty = existing.qty if existing.qty is not None else existing.filled_qty
+            sized = SizedOrder(item.symbol, side_of(item), order_id, item.priority, qty, None)
+            return PreparedOrder(sized, existing)
+        return PreparedOrder(self._size(plan_id, item), None)
 
     def _size(self, plan_id: str, item: RebalancePlanItem) -> SizedOrder:
         broker = self._broker
@@ -165,6 +189,15 @@ class PlanOrderExecutor:
             fractionable = asset.fractionable
         facts = MarketFacts(price=price, held_qty=held, fractionable=fractionable)
         return size_order(plan_id, item, facts, self._config.min_order_notional)
+
+    def _run(self, prepared: PreparedOrder) -> OrderResult:
+        if prepared.existing is None:
+            return self._place_and_follow(prepared.sized)
+        try:
+            return result_of(prepared.sized, self._follow(prepared.existing))
+        except BrokerError as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            return failed_result(prepared.sized, "error", message)
 
     def _place_and_follow(self, order: SizedOrder) -> OrderResult:
         if order.skip is not None:
@@ -222,6 +255,18 @@ class PlanOrderExecutor:
             self._sleep(self._config.poll_interval_s)
             order = self._broker.get_order(order.broker_order_id)
         return order
+
+
+def _within(prepared: list[PreparedOrder], buying_power: Decimal) -> list[PreparedOrder]:
+    """New buys that do not fit the buying power are skipped; adopted orders are kept."""
+    fresh = [p.sized for p in prepared if p.existing is None]
+    allocated = {
+        order.client_order_id: order for order in allocate_buying_power(fresh, buying_power)
+    }
+    return [
+        p if p.existing is not None else PreparedOrder(allocated[p.sized.client_order_id], None)
+        for p in prepared
+    ]
 
 
 def _by_priority(

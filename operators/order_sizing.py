@@ -12,6 +12,7 @@ from decimal import ROUND_DOWN, Decimal
 from rebalance_stream.contracts.client_order_id import client_order_id
 from rebalance_stream.contracts.execution import OrderSide, SkipReason
 from rebalance_stream.contracts.rebalance import RebalancePlanItem, TradeAction
+from rebalance_stream.contracts.wire import strip_trailing_zeros
 
 FRACTIONAL_QTY_STEP = Decimal("0.000000001")
 WHOLE_SHARE = Decimal(1)
@@ -44,8 +45,9 @@ class SizedOrder:
 
 
 def round_qty_down(qty: Decimal, fractionable: bool) -> Decimal:
+    """Round down to the asset's step; trailing zeros are dropped (20.000000000 -> 20)."""
     step = FRACTIONAL_QTY_STEP if fractionable else WHOLE_SHARE
-    return qty.quantize(step, rounding=ROUND_DOWN)
+    return strip_trailing_zeros(qty.quantize(step, rounding=ROUND_DOWN))
 
 
 def side_of(item: RebalancePlanItem) -> OrderSide:

@@ -1,0 +1,31 @@
+# Two entry points from a fresh clone: `make simulate` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PACKAGES := rebalance_stream contracts operators sinks streams brokers
+
+.PHONY: simulate test lint pytest clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+simulate: $(STAMP)
+	$(BIN)/rebalance-stream simulate examples/plans/*.json
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict -p rebalance_stream
+
+pytest: $(STAMP)
+	$(BIN)/pytest --cov=rebalance_stream --cov-report=term
+	$(BIN)/coverage report --include='*/contracts/*,*/operators/*' --fail-under=90
+
+test: lint pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis

@@ -1,0 +1,74 @@
+"""Shared test helpers: a controllable clock, input records, paper accounts."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rebalance_stream.brokers.paper import PaperBroker
+from rebalance_stream.brokers.paper_account import PaperAccount
+from rebalance_stream.operators.flow import InputRecord, SourcePosition
+
+T0 = datetime(2026, 11, 30, 14, 30, 5, tzinfo=UTC)
+INPUT_TOPIC = "rebalance.planned"
+
+
+class FixedClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def record(
+    value: bytes | dict[str, Any],
+    offset: int = 0,
+    *,
+    key: bytes | None = None,
+    partition: int = 0,
+    received_at: datetime = T0,
+) -> InputRecord:
+    """An input record; a dict is JSON-encoded and keyed by its plan's account_id."""
+    if isinstance(value, dict):
+        if key is None:
+            key = value["rebalance_plan"]["account_id"].encode()
+        value = json.dumps(value).encode()
+    position = SourcePosition(INPUT_TOPIC, partition, offset)
+    return InputRecord(position, key, value, (("origin", b"test"),), received_at)
+
+
+ACCOUNT: dict[str, Any] = {
+    "cash": "20000.00",
+    "positions": {"SPY": "40", "TQQQ": "100", "IWM": "10"},
+    "prices": {
+        "SPY": "500.00",
+        "TQQQ": "80.00",
+        "IWM": "200.00",
+        "VTI": "250.00",
+        "GLD": "190.00",
+        "ARKK": "40.00",
+    },
+    "fractionable": ["SPY", "VTI", "GLD"],
+    "market": "open",
+    "fill": {"default": "immediate", "ARKK": {"partial": "0.5"}},
+}
+
+
+def paper_account(**changes: Any) -> PaperAccount:
+    """The test account, with top-level fields replaced."""
+    return PaperAccount.model_validate({**ACCOUNT, **changes})
+
+
+def started_broker(
+    account: PaperAccount | None = None, clock: FixedClock | None = None
+) -> PaperBroker:
+    broker = PaperBroker(account or paper_account(), clock=clock or FixedClock())
+    broker.start()
+    return broker
