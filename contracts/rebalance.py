@@ -11,7 +11,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from rebalance_stream.contracts.envelope import SCHEMA_VERSION, Contract, EventEnvelope, NonEmptyStr
-from rebalance_stream.contracts.wire import Money, UtcTimestamp
+from rebalance_stream.contracts.wire import Money, UtcTimestamp, strip_trailing_zeros
 
 Symbol = Annotated[
     str, StringConstraints(strip_whitespace=True, to_upper=True, min_length=1, max_length=10)
@@ -68,6 +68,12 @@ class RebalancePlanItem(Contract):
         )
 
 
+def _by_value(value: object) -> object:
+    if isinstance(value, Decimal):
+        return format(strip_trailing_zeros(value), "f")
+    return str(value)
+
+
 class RebalancePlan(Contract):
     """The plan: at least one item, one per symbol."""
 
@@ -103,8 +109,12 @@ class RebalancePlan(Contract):
         return items
 
     def items_fingerprint(self) -> str:
-        """A sha256 of the items in canonical form: equal items, equal fingerprint."""
-        document = [item.model_dump(mode="json") for item in self.items]
+        """A sha256 of the items by value: equal items, equal fingerprint, however the decimals
+        were written ("1500.00", "1500" and the JSON number 1500 are one amount)."""
+        document = [
+            {key: _by_value(value) for key, value in item.model_dump().items()}
+            for item in self.items
+        ]
         encoded = json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
         return hashlib.sha256(encoded).hexdigest()
 

@@ -44,7 +44,8 @@ def plans_that_would_trade(records: list[InputRecord]) -> list[dict[str, Any]]:
     def summary(envelope: Envelope[Any]) -> dict[str, Any]:
         event: RebalancePlanned = envelope.payload
         plan = event.rebalance_plan
-        return {"offset": envelope.position.offset, "plan_id": plan.plan_id, "items": len(plan.items)}
+        offset = envelope.position.offset
+        return {"offset": offset, "plan_id": plan.plan_id, "items": len(plan.items)}
 
     return (
         reactivex.from_iterable(records)

@@ -26,6 +26,7 @@ class ClaimStatus(StrEnum):
     DUPLICATE_EVENT = "duplicate_event"
     DUPLICATE_PLAN = "duplicate_plan"
     CONFLICT = "conflict"
+    EVENT_ID_REUSED = "event_id_reused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +60,19 @@ class InMemoryDedupeStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._events: set[str] = set()
+        self._events: dict[str, str] = {}
         self._plans: dict[str, tuple[str, str]] = {}
 
     def claim(self, request: PlanClaim) -> Claim:
         with self._lock:
             known = self._plans.get(request.plan_id)
             first_event_id = known[0] if known else request.event_id
-            if request.event_id in self._events:
+            seen_for_plan = self._events.get(request.event_id)
+            if seen_for_plan == request.plan_id:
                 return Claim(ClaimStatus.DUPLICATE_EVENT, first_event_id)
-            self._events.add(request.event_id)
+            if seen_for_plan is not None:
+                return Claim(ClaimStatus.EVENT_ID_REUSED, first_event_id)
+            self._events[request.event_id] = request.plan_id
             if known is None:
                 self._plans[request.plan_id] = (request.event_id, request.items_fingerprint)
                 return Claim(ClaimStatus.NEW, request.event_id)
@@ -84,6 +88,19 @@ def claim_request(envelope: Envelope[RebalancePlanned], event: RebalancePlanned)
         event_id=event.event_id,
         items_fingerprint=plan.items_fingerprint(),
         received_at=envelope.record.received_at,
+    )
+
+
+def _event_id_reused(event_id: str, plan_id: str) -> Failed:
+    return Failed(
+        stage=FailureStep.VALIDATION,
+        reason_code="EVENT_ID_REUSED",
+        reason=(
+            f"event_id {event_id} was already used by another plan; plan {plan_id} is not "
+            "executed, since its outputs could not be told apart from the other plan's"
+        ),
+        error_type="EventIdReused",
+        step=STEP,
     )
 
 
@@ -117,6 +134,9 @@ def dedupe(store: DedupeStore) -> Op[Envelope[RebalancePlanned], Envelope[Rebala
         if claim.status is ClaimStatus.CONFLICT:
             log.warning("plan_id_conflict", plan_id=plan_id, **envelope.log_fields())
             return envelope.failed(_conflict(plan_id, claim.first_event_id))
+        if claim.status is ClaimStatus.EVENT_ID_REUSED:
+            log.warning("event_id_reused", plan_id=plan_id, **envelope.log_fields())
+            return envelope.failed(_event_id_reused(event.event_id, plan_id))
         log.info(
             "plan_duplicate_skipped",
             plan_id=plan_id,
@@ -127,4 +147,4 @@ def dedupe(store: DedupeStore) -> Op[Envelope[RebalancePlanned], Envelope[Rebala
         reason = f"plan_id {plan_id} already decided (first event_id {claim.first_event_id})"
         return envelope.with_payload(Skipped(claim.status.name, reason))
 
-    return ops.map(guarded(FailureStep.VALIDATION, STEP, RebalancePlanned, check))
+    return ops.map(guarded(FailureStep.EXECUTION, STEP, RebalancePlanned, check))

@@ -38,4 +38,4 @@ def skip_when_no_trades(clock: Clock) -> Op[Envelope[RebalancePlanned], Envelope
             PlanExecution(Scenario.NO_TRADES_NEEDED, (), now, now, decided_by=STEP)
         )
 
-    return ops.map(guarded(FailureStep.VALIDATION, STEP, RebalancePlanned, check))
+    return ops.map(guarded(FailureStep.EXECUTION, STEP, RebalancePlanned, check))

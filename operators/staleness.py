@@ -50,4 +50,4 @@ def reject_stale(
         log.warning("plan_stale", age_s=int(age.total_seconds()), **envelope.log_fields())
         return envelope.failed(failure)
 
-    return ops.map(guarded(FailureStep.VALIDATION, STEP, RebalancePlanned, check))
+    return ops.map(guarded(FailureStep.EXECUTION, STEP, RebalancePlanned, check))

@@ -25,6 +25,9 @@ def guarded(
 ) -> Callable[[Envelope[Any]], Envelope[Any]]:
     """Apply ``run(envelope, payload)`` where the payload is an ``accepts``; pass others through.
 
+    ``stage`` is where an unexpected error is reported: decode and validation dead-letter the
+    input; a later stage means a failed TradeExecuted and WorkflowFailed (SPEC 1).
+
     An exception raised by ``run`` becomes ``Failed(stage, UNEXPECTED_ERROR)`` on that envelope.
     """
 

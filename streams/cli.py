@@ -18,6 +18,7 @@ from rebalance_stream.operators.dedupe import InMemoryDedupeStore
 from rebalance_stream.operators.market_gate import MarketClockFailure
 from rebalance_stream.sinks.routing import OutputTopics
 from rebalance_stream.streams import report
+from rebalance_stream.streams.kill_switch import KillSwitchReader
 from rebalance_stream.streams.logs import configure_logging
 from rebalance_stream.streams.pipeline import PipelineConfig, PipelineDependencies, utc_now
 from rebalance_stream.streams.settings import Settings, load_settings
@@ -71,7 +72,7 @@ def simulate(
         deps = PipelineDependencies(
             broker=broker,
             dedupe_store=InMemoryDedupeStore(),
-            kill_switch=lambda: settings.kill_switch,
+            kill_switch=KillSwitchReader(settings.kill_switch, settings.kill_switch_file),
             scheduler=ThreadPoolScheduler(settings.max_concurrent_orders),
         )
         dispositions = run_in_process(records, PipelineConfig.from_settings(settings), deps)
