@@ -22,8 +22,8 @@ lint: $(STAMP)
 	$(BIN)/mypy --strict -p rebalance_stream
 
 pytest: $(STAMP)
-	$(BIN)/pytest --cov=rebalance_stream --cov-report=term
-	$(BIN)/coverage report --include='*/contracts/*,*/operators/*' --fail-under=90
+	$(BIN)/pytest --cov --cov-report=term
+	$(BIN)/coverage report --include='contracts/*,operators/*' --fail-under=90
 
 test: lint pytest
 

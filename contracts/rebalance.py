@@ -8,13 +8,25 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from rebalance_stream.contracts.envelope import SCHEMA_VERSION, Contract, EventEnvelope, NonEmptyStr
 from rebalance_stream.contracts.wire import Money, UtcTimestamp, strip_trailing_zeros
 
+MAX_SYMBOL_LENGTH = 10
+
+
+def _symbol_length(symbol: str) -> str:
+    # Checked after upper-casing, which can lengthen a string ("ß" -> "SS").
+    if not 1 <= len(symbol) <= MAX_SYMBOL_LENGTH:
+        raise ValueError(f"symbol must have 1 to {MAX_SYMBOL_LENGTH} characters")
+    return symbol
+
+
 Symbol = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_upper=True, min_length=1, max_length=10)
+    str,
+    StringConstraints(strip_whitespace=True, to_upper=True, min_length=1, max_length=10),
+    AfterValidator(_symbol_length),
 ]
 Weight = Annotated[Money, Field(ge=0, le=1)]
 NonNegativeMoney = Annotated[Money, Field(ge=0)]
@@ -70,7 +82,7 @@ class RebalancePlanItem(Contract):
 
 def _by_value(value: object) -> object:
     if isinstance(value, Decimal):
-        return format(strip_trailing_zeros(value), "f")
+        return "0" if value == 0 else format(strip_trailing_zeros(value), "f")
     return str(value)
 
 

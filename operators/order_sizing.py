@@ -55,24 +55,29 @@ def side_of(item: RebalancePlanItem) -> OrderSide:
 
 
 def _target_qty(item: RebalancePlanItem, facts: MarketFacts, price: Decimal) -> Decimal:
+    # The held quantity is rounded down too: a non-fractionable asset can still be held in a
+    # fraction (after a split, say), and only whole shares of it can be sold.
+    sellable = round_qty_down(max(facts.held_qty, Decimal(0)), facts.fractionable)
     if item.liquidates:
-        return facts.held_qty
+        return sellable
     qty = round_qty_down(abs(item.trade_amount) / price, facts.fractionable)
     if item.action is TradeAction.SELL:
-        qty = min(qty, facts.held_qty)
+        qty = min(qty, sellable)
     return qty
 
 
 def _skip_reason(
     item: RebalancePlanItem, facts: MarketFacts, qty: Decimal, min_notional: Decimal
 ) -> SkipReason | None:
+    """Why not to send the order, judged on the order itself (qty x price), not the plan."""
     if item.action is TradeAction.SELL and facts.held_qty <= 0:
         return SkipReason.NO_POSITION
-    planned = qty * facts.price if item.liquidates and facts.price else abs(item.trade_amount)
-    if planned < min_notional:
-        return SkipReason.BELOW_MIN_NOTIONAL
     if qty <= 0:
-        return SkipReason.ROUNDS_TO_ZERO
+        planned = abs(item.trade_amount)
+        dust = planned < min_notional and not item.liquidates
+        return SkipReason.BELOW_MIN_NOTIONAL if dust else SkipReason.ROUNDS_TO_ZERO
+    if facts.price is not None and qty * facts.price < min_notional:
+        return SkipReason.BELOW_MIN_NOTIONAL
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -18,9 +19,11 @@ from rebalance_stream.operators.dedupe import InMemoryDedupeStore
 from rebalance_stream.operators.market_gate import MarketClockFailure
 from rebalance_stream.sinks.routing import OutputTopics
 from rebalance_stream.streams import report
+from rebalance_stream.streams.kafka_clients import create_topics
 from rebalance_stream.streams.kill_switch import KillSwitchReader
 from rebalance_stream.streams.logs import configure_logging
 from rebalance_stream.streams.pipeline import PipelineConfig, PipelineDependencies, utc_now
+from rebalance_stream.streams.runner import PlanConsumerJob
 from rebalance_stream.streams.settings import Settings, load_settings
 from rebalance_stream.streams.simulate import plan_file_records, run_in_process
 
@@ -102,6 +105,36 @@ def schemas(
         target = directory / f"{event.__name__}.schema.json"
         target.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         typer.echo(f"wrote {target}")
+
+
+topics_app = typer.Typer(no_args_is_help=True, help="Manage the job's Kafka topics.")
+app.add_typer(topics_app, name="topics")
+
+
+@topics_app.command("create")
+def topics_create(
+    input_partitions: Annotated[int, typer.Option(min=1, help="Partitions of the input")] = 3,
+) -> None:
+    """Create the input and output topics of SPEC 1 that do not exist yet."""
+    settings = load_settings()
+    for name in create_topics(settings, input_partitions):
+        typer.echo(name)
+
+
+@app.command()
+def run() -> None:
+    """Consume RebalancePlanned from Kafka until SIGINT or SIGTERM (configured as SPEC 4 says)."""
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    if settings.broker != "paper":
+        raise typer.BadParameter("only REBALANCE_STREAM_BROKER=paper is available so far")
+    paper = paper_account_of(settings, None)
+    with PaperBroker(paper, state_path=settings.paper_state) as broker:
+        job = PlanConsumerJob(settings, broker, InMemoryDedupeStore())
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda _signum, _frame: job.stop())
+        code = job.run()
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     group_id: str = "rebalance-stream"
     group_instance_id: str | None = None
     session_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
+    max_in_flight: Annotated[int, Field(ge=1)] = 1000
+    shutdown_deadline_s: Annotated[float, Field(gt=0)] = 30.0
 
     topic_input: str = "rebalance.planned"
     topic_trade_executed: str = DEFAULT_TRADE_EXECUTED_TOPIC

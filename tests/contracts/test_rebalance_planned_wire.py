@@ -18,7 +18,7 @@ from rebalance_stream.contracts.rebalance import (
     TradeAction,
 )
 
-FINGERPRINT_OF_UPSTREAM_ITEMS = "30052de2daf62c8dd9e02c0e34bbd7d0e14a0ac39136cc3bf470891f93b8267f"
+FINGERPRINT_OF_UPSTREAM_ITEMS = "493c7dac029b3fc20cd4eceb5de0db693565850e4b31c47a12bebe2d3813f4d4"
 
 
 def upstream_document(**changes: Any) -> dict[str, Any]:
@@ -207,11 +207,6 @@ def test_rebalance_plan_item_symbol_length_out_of_range_is_rejected(symbol: str)
     assert error_types(error) == [(expected_type, ("rebalance_plan", "items", 0, "symbol"))]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="contracts/rebalance.py Symbol: max_length=10 is checked before to_upper, so a "
-    "symbol that grows when upper-cased ('ßßßßßß' -> 'SSSSSSSSSSSS', 12 chars) is accepted",
-)
 def test_rebalance_plan_item_symbol_longer_than_ten_after_upper_casing_is_rejected() -> None:
     document = with_item(symbol="ßßßßßß")
 
@@ -409,21 +404,34 @@ def test_rebalance_plan_items_fingerprint_changed_amount_differs() -> None:
     assert fingerprints[1] != FINGERPRINT_OF_UPSTREAM_ITEMS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="contracts/rebalance.py items_fingerprint hashes model_dump(mode='json'), which keeps "
-    "each Decimal's exponent: items equal by value ('1000.00' vs '1000.0' or the JSON number "
-    "1000) get different fingerprints, so dedupe would call a re-encoded plan a conflict",
-)
-def test_rebalance_plan_items_fingerprint_same_value_other_scale_is_equal() -> None:
+@pytest.mark.parametrize("written", ["1000.0", "1000", 1000, Decimal("1E+3"), 1000.0])
+def test_rebalance_plan_items_fingerprint_same_value_other_scale_is_equal(
+    written: object,
+) -> None:
     rescaled = upstream_document()
-    rescaled["rebalance_plan"]["items"][0]["trade_amount"] = "1000.0"
+    rescaled["rebalance_plan"]["items"][0]["trade_amount"] = written
     original = RebalancePlanned.model_validate(upstream_document()).rebalance_plan
     modified = RebalancePlanned.model_validate(rescaled).rebalance_plan
 
     fingerprints = (original.items_fingerprint(), modified.items_fingerprint())
 
     assert original.items == modified.items
+    assert fingerprints == (FINGERPRINT_OF_UPSTREAM_ITEMS, FINGERPRINT_OF_UPSTREAM_ITEMS)
+
+
+@pytest.mark.parametrize("negative_zero", ["-0", "-0.00", -0.0])
+def test_rebalance_plan_items_fingerprint_negative_zero_equals_zero(
+    negative_zero: object,
+) -> None:
+    zero = planned("plan-1", [Trade("SPY", "HOLD", "0")])
+    signed = planned("plan-1", [Trade("SPY", "HOLD", "0")])
+    signed["rebalance_plan"]["items"][0]["trade_amount"] = negative_zero
+    first = RebalancePlanned.model_validate(zero).rebalance_plan
+    second = RebalancePlanned.model_validate(signed).rebalance_plan
+
+    fingerprints = (first.items_fingerprint(), second.items_fingerprint())
+
+    assert first.items == second.items
     assert fingerprints[0] == fingerprints[1]
 
 
