@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from kafka_support import kafka_broker, topic_factory  # noqa: F401
 from support import FixedClock, started_broker
 
 from rebalance_stream.brokers.paper import PaperBroker

@@ -1,0 +1,84 @@
+"""kafka-python clients configured from Settings (SPEC 4); secrets never leave this module."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer  # type: ignore[import-untyped]
+from kafka.admin import NewTopic  # type: ignore[import-untyped]
+from kafka.errors import TopicAlreadyExistsError  # type: ignore[import-untyped]
+
+from rebalance_stream.streams.settings import Settings
+
+PRODUCER_LINGER_MS = 5
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """Bootstrap servers and security, shared by every client."""
+    if not settings.kafka_bootstrap_servers:
+        raise ValueError("REBALANCE_STREAM_KAFKA_BOOTSTRAP_SERVERS is not set")
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers.split(","),
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_sasl_mechanism:
+        config["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl_plain_username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            config["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    if settings.kafka_ssl_cafile:
+        config["ssl_cafile"] = str(settings.kafka_ssl_cafile)
+    return config
+
+
+def make_consumer(settings: Settings) -> Any:
+    """A group member with no auto-commit; static membership when an instance id is set."""
+    extra: dict[str, Any] = {}
+    if settings.group_instance_id:
+        extra["group_instance_id"] = settings.group_instance_id
+    return KafkaConsumer(
+        **client_config(settings),
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 3),
+        isolation_level="read_committed",
+        **extra,
+    )
+
+
+def make_producer(settings: Settings) -> Any:
+    """acks=all with idempotence: a retried send never duplicates a record."""
+    return KafkaProducer(
+        **client_config(settings),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=PRODUCER_LINGER_MS,
+    )
+
+
+def create_topics(settings: Settings, input_partitions: int = 3) -> list[str]:
+    """Create the input and output topics that do not exist yet; return their names."""
+    names = {
+        settings.topic_input: input_partitions,
+        settings.topic_trade_executed: 1,
+        settings.topic_workflow_completed: 1,
+        settings.topic_workflow_failed: 1,
+        settings.topic_dead_letter: 1,
+    }
+    admin = KafkaAdminClient(**client_config(settings))
+    try:
+        existing = set(admin.list_topics())
+        missing = [
+            NewTopic(name, partitions, 1)
+            for name, partitions in names.items()
+            if name not in existing
+        ]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(missing)
+    finally:
+        admin.close()
+    return sorted(names)

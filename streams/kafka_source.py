@@ -1,0 +1,200 @@
+"""The input: a kafka-python consumer in a group, polled on its own thread, as an Observable.
+
+Guarantees: no auto-commit; an offset is committed only when it and every offset received before
+it on its partition are acknowledged (``OffsetTracker``). Acknowledgements arrive from any thread
+through a queue; only the polling thread touches the consumer, which is not thread-safe. Too
+many unacknowledged inputs pause the partitions, and polling goes on so the group keeps us.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import reactivex
+import structlog
+from kafka import ConsumerRebalanceListener, TopicPartition  # type: ignore[import-untyped]
+from kafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
+from reactivex import Observable
+from reactivex.abc import ObserverBase, SchedulerBase
+from reactivex.disposable import Disposable
+
+from rebalance_stream.operators.flow import Clock, InputRecord, SourcePosition
+from rebalance_stream.streams.offsets import OffsetTracker
+
+log = structlog.get_logger(__name__)
+
+RESUME_FRACTION = 2
+IDLE_WAIT_S = 0.05
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits what is done for revoked partitions, inside the callback, then forgets them."""
+
+    def __init__(self, source: KafkaPlanSource) -> None:
+        self._source = source
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self._source.handle_revoked(list(revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("partitions_assigned", partitions=sorted(str(tp) for tp in assigned))
+
+
+class KafkaPlanSource:
+    """Emits one InputRecord per consumed record; ``acknowledge`` when its outputs are in Kafka."""
+
+    def __init__(
+        self,
+        consumer_factory: Callable[[], Any],
+        topic: str,
+        clock: Clock,
+        *,
+        max_in_flight: int = 1000,
+        poll_timeout_ms: int = 200,
+        shutdown_deadline_s: float = 30.0,
+    ) -> None:
+        self._consumer_factory = consumer_factory
+        self._topic = topic
+        self._clock = clock
+        self._max_in_flight = max_in_flight
+        self._poll_timeout_ms = poll_timeout_ms
+        self._shutdown_deadline_s = shutdown_deadline_s
+        self._acks: queue.SimpleQueue[SourcePosition] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._fatal: BaseException | None = None
+        self._tracker: OffsetTracker[Any] = OffsetTracker()
+        self._consumer: Any = None
+        self._paused = False
+        self.committed: dict[Any, int] = {}
+
+    @property
+    def fatal_error(self) -> BaseException | None:
+        return self._fatal
+
+    def acknowledge(self, position: SourcePosition) -> None:
+        """Thread-safe: every output of this input is in Kafka."""
+        self._acks.put(position)
+
+    def fail(self, position: SourcePosition, error: BaseException) -> None:
+        """Thread-safe: an output of this input could not be published. Stops the source."""
+        if self._fatal is None:
+            self._fatal = error
+        log.error("source_stopping_on_fatal", offset=position.offset, error=repr(error))
+        self._stopping.set()
+
+    def stop(self) -> None:
+        """Thread-safe: stop polling, let in-flight inputs finish, commit, complete."""
+        self._stopping.set()
+
+    def records(self) -> Observable[InputRecord]:
+        """A cold Observable: subscribing starts the polling thread."""
+
+        def subscribe(
+            observer: ObserverBase[InputRecord], scheduler: SchedulerBase | None = None
+        ) -> Disposable:
+            thread = threading.Thread(
+                target=self._run, args=(observer,), name="kafka-poll", daemon=True
+            )
+            thread.start()
+            return Disposable(self.stop)
+
+        return reactivex.create(subscribe)
+
+    def handle_revoked(self, revoked: list[Any]) -> None:
+        """On the polling thread, inside poll(): commit what is done, forget the rest."""
+        self._drain_acks()
+        self._commit()
+        self._tracker.forget(revoked)
+        log.info("partitions_revoked", partitions=sorted(str(tp) for tp in revoked))
+
+    def _run(self, observer: ObserverBase[InputRecord]) -> None:
+        try:
+            self._consumer = self._consumer_factory()
+            self._consumer.subscribe([self._topic], listener=_CommitOnRevoke(self))
+            while not self._stopping.is_set():
+                self._drain_acks()
+                self._commit()
+                self._apply_backpressure()
+                self._poll_once(observer)
+            self._finish_in_flight()
+        except Exception as exc:  # losing the consumer is infrastructure: end the stream
+            log.exception("source_failed")
+            observer.on_error(exc)
+            return
+        finally:
+            self._close()
+        observer.on_completed()
+
+    def _poll_once(self, observer: ObserverBase[InputRecord]) -> None:
+        batch = self._consumer.poll(timeout_ms=self._poll_timeout_ms)
+        for records in batch.values():
+            for consumed in records:
+                position = SourcePosition(consumed.topic, consumed.partition, consumed.offset)
+                self._tracker.receive(
+                    TopicPartition(consumed.topic, consumed.partition), consumed.offset
+                )
+                observer.on_next(
+                    InputRecord(
+                        position=position,
+                        key=consumed.key,
+                        value=consumed.value if consumed.value is not None else b"",
+                        headers=tuple(consumed.headers or ()),
+                        received_at=self._clock(),
+                    )
+                )
+
+    def _drain_acks(self) -> None:
+        while True:
+            try:
+                position = self._acks.get_nowait()
+            except queue.Empty:
+                return
+            partition = TopicPartition(position.topic, position.partition)
+            self._tracker.acknowledge(partition, position.offset)
+
+    def _commit(self) -> None:
+        positions = self._tracker.committable()
+        if not positions:
+            return
+        offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in positions.items()}
+        try:
+            self._consumer.commit(offsets=offsets)
+        except Exception as exc:  # a failed commit means redelivery, which dedupe absorbs
+            log.warning("commit_failed", error=repr(exc))
+            return
+        self.committed.update(positions)
+        log.debug("offsets_committed", offsets={str(tp): o for tp, o in positions.items()})
+
+    def _apply_backpressure(self) -> None:
+        in_flight = self._tracker.in_flight()
+        if not self._paused and in_flight >= self._max_in_flight:
+            self._consumer.pause(*self._consumer.assignment())
+            self._paused = True
+            log.info("source_paused", in_flight=in_flight)
+        elif self._paused and in_flight <= self._max_in_flight // RESUME_FRACTION:
+            self._consumer.resume(*self._consumer.paused())
+            self._paused = False
+            log.info("source_resumed", in_flight=in_flight)
+
+    def _finish_in_flight(self) -> None:
+        """Stop taking records; wait (bounded) for in-flight inputs, committing as they land."""
+        if self._fatal is not None:
+            self._drain_acks()
+            self._commit()
+            return
+        deadline = time.monotonic() + self._shutdown_deadline_s
+        while self._tracker.in_flight() and time.monotonic() < deadline:
+            self._drain_acks()
+            self._commit()
+            time.sleep(IDLE_WAIT_S)
+        self._drain_acks()
+        self._commit()
+        log.info("source_stopped", unfinished=self._tracker.in_flight())
+
+    def _close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close(autocommit=False)

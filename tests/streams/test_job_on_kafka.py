@@ -1,0 +1,146 @@
+"""The whole job on the real local Apache Kafka: exact records per topic, committed offsets."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections import Counter
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # type: ignore[import-untyped]
+from plan_factory import Trade, planned
+from support import paper_account
+
+from rebalance_stream.brokers.paper import PaperBroker
+from rebalance_stream.operators.dedupe import InMemoryDedupeStore
+from rebalance_stream.operators.flow import Disposition
+from rebalance_stream.streams.runner import EXIT_OK, JobHooks, PlanConsumerJob
+from rebalance_stream.streams.settings import Settings
+
+pytestmark = pytest.mark.kafka
+
+PLANS = 50
+ACCOUNTS = 10
+JOB_TIMEOUT_S = 120
+
+
+def settings_for(kafka_broker: str, topic_factory: Any) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers=kafka_broker,
+        group_id=f"group-{uuid.uuid4().hex[:8]}",
+        session_timeout_ms=6000,
+        topic_input=topic_factory("in", partitions=3),
+        topic_trade_executed=topic_factory("te"),
+        topic_workflow_completed=topic_factory("wc"),
+        topic_workflow_failed=topic_factory("wf"),
+        topic_dead_letter=topic_factory("dlq"),
+        max_plan_age_s=0,
+    )
+
+
+def publish(kafka_broker: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=kafka_broker, acks="all")
+    for key, value in messages:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def read_all(kafka_broker: str, topic: str, expected: int) -> list[Any]:
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_broker,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        consumer_timeout_ms=3000,
+    )
+    records = list(consumer)
+    consumer.close()
+    assert len(records) == expected, topic
+    return records
+
+
+def run_job_until(
+    settings: Settings, broker: PaperBroker, inputs: int
+) -> tuple[int, list[Disposition]]:
+    seen: list[Disposition] = []
+    holder: dict[str, PlanConsumerJob] = {}
+
+    def on_disposition(disposition: Disposition) -> None:
+        seen.append(disposition)
+        if len(seen) == inputs:
+            holder["job"].stop()
+
+    job = PlanConsumerJob(settings, broker, InMemoryDedupeStore(), JobHooks(on_disposition))
+    holder["job"] = job
+    result: dict[str, int] = {}
+    thread = threading.Thread(target=lambda: result.setdefault("code", job.run()))
+    thread.start()
+    thread.join(JOB_TIMEOUT_S)
+    assert not thread.is_alive(), "the job did not stop"
+    return result["code"], seen
+
+
+def test_job_on_kafka_fifty_plans_ten_accounts_exact_outputs_and_commits(
+    kafka_broker: str, topic_factory: Any
+) -> None:
+    settings = settings_for(kafka_broker, topic_factory)
+    plans = [
+        planned(f"plan-{i}", [Trade("VTI", "BUY", "100.00", 1)], account_id=f"acct-{i % ACCOUNTS}")
+        for i in range(PLANS)
+    ]
+    duplicate = {**plans[0], "event_id": "evt-plan-0-again"}
+    invalid = planned("plan-bad", [Trade("VTI", "BUY", "-5.00", 1)], account_id="acct-0")
+    mis_keyed = planned("plan-mis", [Trade("VTI", "BUY", "100.00", 1)], account_id="acct-1")
+    messages = [(p["rebalance_plan"]["account_id"].encode(), json.dumps(p).encode()) for p in plans]
+    messages += [
+        (b"acct-0", json.dumps(duplicate).encode()),
+        (b"acct-0", b"{not json"),
+        (b"acct-0", json.dumps(invalid).encode()),
+        (b"acct-9", json.dumps(mis_keyed).encode()),
+    ]
+    publish(kafka_broker, settings.topic_input, messages)
+    broker = PaperBroker(paper_account(cash="100000.00"))
+    broker.start()
+
+    code, dispositions = run_job_until(settings, broker, len(messages))
+
+    assert code == EXIT_OK
+    assert len(dispositions) == len(messages)
+    assert sum(1 for d in dispositions if d.mis_keyed) == 1
+    traded = read_all(kafka_broker, settings.topic_trade_executed, PLANS + 1)
+    completed = read_all(kafka_broker, settings.topic_workflow_completed, PLANS + 1)
+    failed = read_all(kafka_broker, settings.topic_workflow_failed, 1)
+    dead = read_all(kafka_broker, settings.topic_dead_letter, 2)
+    for record in [*traded, *completed, *failed]:
+        body = json.loads(record.value)
+        assert record.key == body["correlation_id"].encode()
+        headers = dict(record.headers)
+        assert headers["event_id"] == body["event_id"].encode()
+        assert headers["causation_id"] == body["causation_id"].encode()
+        assert headers["event_type"] == body["event_type"].encode()
+    causations = Counter(json.loads(r.value)["causation_id"] for r in completed)
+    assert causations == Counter([f"evt-plan-{i}" for i in range(PLANS)] + ["evt-plan-mis"])
+    assert json.loads(failed[0].value)["error_details"]["reason_code"] == "SCHEMA_INVALID"
+    assert sorted(r.value for r in dead) == sorted([b"{not json", json.dumps(invalid).encode()])
+    assert len(broker.list_orders("rs1-")) == PLANS + 1
+    assert committed_offsets(kafka_broker, settings) == end_offsets(kafka_broker, settings)
+    broker.close()
+
+
+def committed_offsets(kafka_broker: str, settings: Settings) -> dict[int, int]:
+    consumer = KafkaConsumer(bootstrap_servers=kafka_broker, group_id=settings.group_id)
+    partitions = [TopicPartition(settings.topic_input, p) for p in range(3)]
+    offsets = {tp.partition: consumer.committed(tp) or 0 for tp in partitions}
+    consumer.close()
+    return offsets
+
+
+def end_offsets(kafka_broker: str, settings: Settings) -> dict[int, int]:
+    consumer = KafkaConsumer(bootstrap_servers=kafka_broker)
+    partitions = [TopicPartition(settings.topic_input, p) for p in range(3)]
+    ends = consumer.end_offsets(partitions)
+    consumer.close()
+    return {tp.partition: offset for tp, offset in ends.items()}
