@@ -1,17 +1,21 @@
-# Two entry points from a fresh clone: `make simulate` and `make test`.
+# Two entry points from a fresh clone: `make demo` and `make test` (`make simulate` runs
+# the samples in-process, without Kafka).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PACKAGES := rebalance_stream contracts operators sinks streams brokers
 
-.PHONY: simulate test lint pytest clean
+.PHONY: demo simulate test lint pytest clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/rebalance-stream demo
 
 simulate: $(STAMP)
 	$(BIN)/rebalance-stream simulate examples/plans/*.json

@@ -19,6 +19,7 @@ from rebalance_stream.operators.dedupe import InMemoryDedupeStore
 from rebalance_stream.operators.market_gate import MarketClockFailure
 from rebalance_stream.sinks.routing import OutputTopics
 from rebalance_stream.streams import report
+from rebalance_stream.streams.demo import run_demo
 from rebalance_stream.streams.kafka_clients import create_topics
 from rebalance_stream.streams.kill_switch import KillSwitchReader
 from rebalance_stream.streams.logs import configure_logging
@@ -135,6 +136,16 @@ def run() -> None:
             signal.signal(signum, lambda _signum, _frame: job.stop())
         code = job.run()
     raise typer.Exit(code)
+
+
+@app.command()
+def demo() -> None:
+    """Publish sample plans to Kafka (a local one when none is configured), run the job until
+    each is decided, and print what happened."""
+    settings = load_settings()
+    configure_logging(settings.log_format, "warning")
+    decided = run_demo(settings, Console(width=160))
+    typer.echo(f"{len(decided)} inputs decided")
 
 
 def main() -> None:

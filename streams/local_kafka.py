@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import collections
 import contextlib
 import os
 import shutil
@@ -41,6 +40,7 @@ PID_FILE = "kafka.pid"
 LOG_FILE = "broker.log"
 LOG_TAIL_LINES = 40
 POLL_S = 0.25
+ATTEMPT_TIMEOUT_S = 5.0
 FORMAT_TIMEOUT_S = 60.0
 KILL_WAIT_S = 5.0
 # slf4j-simple writes to stderr, which goes to broker.log; timestamps make a failed start readable.
@@ -188,6 +188,7 @@ class LocalKafka:
         self.pid_file = data_dir / PID_FILE
         self.log_file = data_dir / LOG_FILE
         self._process: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
 
     @property
     def port(self) -> int:
@@ -217,6 +218,7 @@ class LocalKafka:
         if not (self.data_dir / "logs" / "meta.properties").is_file():
             _format_storage(java, jars, config)
         with self.log_file.open("ab") as out:
+            self._log_offset = out.tell()
             command = [java, *JVM_OPTIONS, "-cp", f"{jars}/*", "kafka.Kafka", str(config)]
             self._process = subprocess.Popen(  # noqa: S603 - a fixed argv, never a shell
                 command, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
@@ -274,15 +276,19 @@ class LocalKafka:
         while (remaining_s := deadline - time.monotonic()) > 0:
             if process.poll() is not None:
                 raise LocalKafkaError(self._failure(f"the broker exited with {process.returncode}"))
-            if _answers(self.port, remaining_s):
+            if _answers(self.port, min(remaining_s, ATTEMPT_TIMEOUT_S)):
                 return
             time.sleep(POLL_S)
         raise LocalKafkaError(self._failure(f"the broker did not answer within {timeout_s} s"))
 
     def _failure(self, reason: str) -> str:
-        with self.log_file.open(errors="replace") as lines:
-            tail = _last_lines(line.rstrip("\n") for line in lines)
-        return f"{reason}; last lines of {self.log_file}:\n{tail}"
+        """reason, this start's first ERROR (its shutdown buries it) and broker.log's last lines."""
+        with self.log_file.open("rb") as out:
+            out.seek(self._log_offset)
+            lines = out.read().decode(errors="replace").splitlines()
+        first = next((i for i, line in enumerate(lines) if " ERROR " in line), len(lines))
+        parts = [reason, *lines[first : first + 2], f"last lines of {self.log_file}:"]
+        return "\n".join([*parts, *lines[-LOG_TAIL_LINES:]])
 
     def _is_running(self, pid: int) -> bool:
         if self._process is not None and self._process.pid == pid:
@@ -321,10 +327,8 @@ def _is_broker(pid: int) -> bool:
             return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except OSError:  # gone, or another user's process, which cannot be our broker
         return False
-    except PermissionError:
-        return True  # it exists, under another user
     return True
 
 
@@ -341,18 +345,20 @@ def _run_checked(command: list[str], timeout_s: float | None) -> None:
         command, capture_output=True, text=True, check=False, timeout=timeout_s
     )
     if result.returncode != 0:
-        output = _last_lines((result.stdout + result.stderr).splitlines())
+        output = "\n".join((result.stdout + result.stderr).splitlines()[-LOG_TAIL_LINES:])
         raise LocalKafkaError(f"{Path(command[0]).name} exited with {result.returncode}:\n{output}")
 
 
 def _answers(port: int, timeout_s: float) -> bool:
     # kafka-python 3.0.12 leaks an I/O thread per KafkaAdminClient that fails to bootstrap, so
     # a plain TCP connect comes first; Kafka opens its listeners only at the end of startup.
-    bootstrap_servers = f"{HOST}:{port}"
+    timeout_ms = int(timeout_s * 1000)
     try:
         socket.create_connection((HOST, port), timeout=1.0).close()
         admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap_servers, bootstrap_timeout_ms=int(timeout_s * 1000)
+            bootstrap_servers=f"{HOST}:{port}",
+            bootstrap_timeout_ms=timeout_ms,
+            request_timeout_ms=timeout_ms,
         )
     except (KafkaError, OSError):
         return False
@@ -363,10 +369,6 @@ def _answers(port: int, timeout_s: float) -> bool:
     finally:
         admin.close()
     return True
-
-
-def _last_lines(lines: Iterable[str]) -> str:
-    return "\n".join(collections.deque(lines, maxlen=LOG_TAIL_LINES))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

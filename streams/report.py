@@ -59,13 +59,22 @@ def outcomes_table(
 ) -> Table:
     """One row per input: its plan, outcome, orders and the topics it was written to."""
     table = Table(title="Outcome per input", show_lines=False)
-    for column in ("#", "input", "plan_id", "outcome", "orders", "filled $", "topics", "reason"):
+    for column in (
+        "p:offset",
+        "input",
+        "plan_id",
+        "outcome",
+        "orders",
+        "filled $",
+        "topics",
+        "reason",
+    ):
         table.add_column(column, overflow="fold")
     for disposition, source in zip(dispositions, sources, strict=True):
         trade = _trade(disposition)
         result = trade.execution_data if trade else None
         table.add_row(
-            str(disposition.position.offset),
+            f"{disposition.position.partition}:{disposition.position.offset}",
             source,
             disposition.plan_id or "-",
             outcome_label(disposition),
@@ -80,14 +89,14 @@ def outcomes_table(
 def orders_table(dispositions: Sequence[Disposition]) -> Table:
     """One row per order of every executed plan."""
     table = Table(title="Orders")
-    for column in ("#", "symbol", "side", "qty", "filled", "avg price", "status", "note"):
+    for column in ("p:offset", "symbol", "side", "qty", "filled", "avg price", "status", "note"):
         table.add_column(column, overflow="fold")
     for disposition in dispositions:
         trade = _trade(disposition)
         for order in trade.execution_data.orders if trade else ():
             note = order.skip_reason.value if order.skip_reason else order.error_message or ""
             table.add_row(
-                str(disposition.position.offset),
+                f"{disposition.position.partition}:{disposition.position.offset}",
                 order.symbol,
                 order.side.value,
                 format(order.planned_qty, "f") if order.planned_qty is not None else "-",
