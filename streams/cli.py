@@ -17,29 +17,19 @@ from rebalance_stream.contracts.outcomes import TradeExecuted, WorkflowCompleted
 from rebalance_stream.contracts.rebalance import RebalancePlanned
 from rebalance_stream.operators.dedupe import InMemoryDedupeStore
 from rebalance_stream.operators.market_gate import MarketClockFailure
-from rebalance_stream.sinks.routing import OutputTopics
 from rebalance_stream.streams import report
 from rebalance_stream.streams.demo import run_demo
 from rebalance_stream.streams.kafka_clients import create_topics
 from rebalance_stream.streams.kill_switch import KillSwitchReader
 from rebalance_stream.streams.logs import configure_logging
 from rebalance_stream.streams.pipeline import PipelineConfig, PipelineDependencies, utc_now
-from rebalance_stream.streams.runner import PlanConsumerJob
+from rebalance_stream.streams.runner import PlanConsumerJob, output_topics
 from rebalance_stream.streams.settings import Settings, load_settings
 from rebalance_stream.streams.simulate import plan_file_records, run_in_process
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 SCHEMA_EVENTS = (RebalancePlanned, TradeExecuted, WorkflowCompleted, WorkflowFailed)
-
-
-def topics_of(settings: Settings) -> OutputTopics:
-    return OutputTopics(
-        trade_executed=settings.topic_trade_executed,
-        workflow_completed=settings.topic_workflow_completed,
-        workflow_failed=settings.topic_workflow_failed,
-        dead_letter=settings.topic_dead_letter,
-    )
 
 
 def paper_account_of(settings: Settings, override: Path | None) -> PaperAccount:
@@ -86,7 +76,7 @@ def simulate(
         sources = [path.name for path in plans]
         report.print_report(
             console,
-            report.outcomes_table(dispositions, sources, topics_of(settings)),
+            report.outcomes_table(dispositions, sources, output_topics(settings)),
             report.orders_table(dispositions),
             report.portfolio_table(broker.get_account(), held),
         )
