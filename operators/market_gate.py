@@ -55,10 +55,9 @@ def gate_on_market_clock(
         try:
             market = source.get_clock()
         except Exception as exc:  # any failure to read the clock is a clock failure
-            if on_failure is MarketClockFailure.FAIL:
-                log.warning("market_clock_failed", policy=on_failure.value, **envelope.log_fields())
-                return envelope.failed(clock_failure(exc))
             log.warning("market_clock_failed", policy=on_failure.value, **envelope.log_fields())
+            if on_failure is MarketClockFailure.FAIL:
+                return envelope.failed(clock_failure(exc))
             return envelope.timed("market_gate", elapsed_ms(started, clock()))
         finished = clock()
         timed = envelope.timed("market_gate", elapsed_ms(started, finished))
