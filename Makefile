@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := rebalance_stream contracts operators sinks streams brokers
+PACKAGES := rebalance_stream contracts operators ledger sinks streams brokers
 
 .PHONY: demo simulate test lint pytest clean
 
@@ -27,7 +27,7 @@ lint: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term
-	$(BIN)/coverage report --include='contracts/*,operators/*' --fail-under=90
+	$(BIN)/coverage report --include='contracts/*,operators/*,ledger/*' --fail-under=90
 
 test: lint pytest
 

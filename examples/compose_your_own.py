@@ -16,9 +16,9 @@ import reactivex
 from reactivex import operators as ops
 
 from rebalance_stream.contracts.rebalance import RebalancePlanned
+from rebalance_stream.ledger.memory import InMemoryLedger
 from rebalance_stream.operators import (
     Envelope,
-    InMemoryDedupeStore,
     InputRecord,
     SourcePosition,
     decode,
@@ -52,7 +52,7 @@ def plans_that_would_trade(records: list[InputRecord]) -> list[dict[str, Any]]:
         .pipe(
             decode(),
             validate(),
-            dedupe(InMemoryDedupeStore()),
+            dedupe(InMemoryLedger()),
             reject_stale(timedelta(0), clock=lambda: datetime.now(UTC)),
             ops.filter(lambda envelope: isinstance(envelope.payload, RebalancePlanned)),
             ops.filter(lambda envelope: envelope.payload.trades_required),

@@ -2,19 +2,12 @@
 
 In SPEC 3.1 order: decode, validate, dedupe, reject_stale, skip_when_no_trades,
 gate_on_market_clock, check_risk, execute_orders (inside serialize_by_account),
-classify_outcome, to_output_events.
+classify_outcome, to_output_events, then record_outcomes (the ledger keeps each plan's outputs).
 """
 
 from rebalance_stream.operators.classify import classify_execution, classify_outcome
 from rebalance_stream.operators.decode import DEFAULT_MAX_INPUT_BYTES, decode, decode_record
-from rebalance_stream.operators.dedupe import (
-    Claim,
-    ClaimStatus,
-    DedupeStore,
-    InMemoryDedupeStore,
-    PlanClaim,
-    dedupe,
-)
+from rebalance_stream.operators.dedupe import dedupe
 from rebalance_stream.operators.execute import execute_orders
 from rebalance_stream.operators.flow import (
     Classified,
@@ -28,6 +21,7 @@ from rebalance_stream.operators.flow import (
     InputRecord,
     Op,
     PlanExecution,
+    Recorded,
     Skipped,
     SourcePosition,
 )
@@ -36,32 +30,29 @@ from rebalance_stream.operators.no_trade import skip_when_no_trades
 from rebalance_stream.operators.order_execution import ExecutionConfig, PlanOrderExecutor
 from rebalance_stream.operators.output_events import disposition_of, to_output_events
 from rebalance_stream.operators.per_account import serialize_by_account
+from rebalance_stream.operators.record_outcomes import record_outcomes
 from rebalance_stream.operators.risk import KillSwitch, RiskLimits, check_risk, evaluate_risk
 from rebalance_stream.operators.staleness import reject_stale
 from rebalance_stream.operators.validate import validate
 
 __all__ = [
     "DEFAULT_MAX_INPUT_BYTES",
-    "Claim",
-    "ClaimStatus",
     "Classified",
     "Clock",
     "DeadLetter",
     "DecodedDocument",
-    "DedupeStore",
     "Disposition",
     "Envelope",
     "EventIdentity",
     "ExecutionConfig",
     "Failed",
-    "InMemoryDedupeStore",
     "InputRecord",
     "KillSwitch",
     "MarketClockFailure",
     "Op",
-    "PlanClaim",
     "PlanExecution",
     "PlanOrderExecutor",
+    "Recorded",
     "RiskLimits",
     "Skipped",
     "SourcePosition",
@@ -75,6 +66,7 @@ __all__ = [
     "evaluate_risk",
     "execute_orders",
     "gate_on_market_clock",
+    "record_outcomes",
     "reject_stale",
     "serialize_by_account",
     "skip_when_no_trades",

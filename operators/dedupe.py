@@ -1,84 +1,26 @@
-"""dedupe: each plan_id is executed at most once, whatever its event_id (SPEC 3.9)."""
+"""dedupe: each plan_id is executed at most once, whatever its event_id (SPEC 3.9).
+
+The ledger says what an input means (``decide_claim``): a new plan goes on; the first event of a
+plan cut off by a crash is resumed, keeping its first receive time; a plan decided but not yet
+published is published again from the record; anything else seen before is skipped.
+"""
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
-from typing import Protocol
+from dataclasses import replace
 
 import structlog
 from reactivex import operators as ops
 
 from rebalance_stream.contracts.outcomes import FailureStep
 from rebalance_stream.contracts.rebalance import RebalancePlanned
-from rebalance_stream.operators.flow import Envelope, Failed, Op, Skipped
+from rebalance_stream.ledger.protocol import Claim, ClaimStatus, ClaimStore, PlanClaim
+from rebalance_stream.operators.flow import Envelope, Failed, Op, Recorded, Skipped
 from rebalance_stream.operators.step import guarded
 
 log = structlog.get_logger(__name__)
 
 STEP = "dedupe"
-
-
-class ClaimStatus(StrEnum):
-    NEW = "new"
-    DUPLICATE_EVENT = "duplicate_event"
-    DUPLICATE_PLAN = "duplicate_plan"
-    CONFLICT = "conflict"
-    EVENT_ID_REUSED = "event_id_reused"
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """The store's answer; ``first_event_id`` is the event_id first recorded for the plan."""
-
-    status: ClaimStatus
-    first_event_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class PlanClaim:
-    """What dedupe asks the store to record."""
-
-    plan_id: str
-    event_id: str
-    items_fingerprint: str
-    received_at: datetime
-
-
-class DedupeStore(Protocol):
-    """Remembers which events and plans were seen. ``claim`` is atomic per plan_id."""
-
-    def claim(self, request: PlanClaim) -> Claim:
-        """Record the event and, if the plan is new, the plan; say what was there before."""
-        ...
-
-
-class InMemoryDedupeStore:
-    """A DedupeStore that forgets on restart; the durable ledger replaces it in production."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._events: dict[str, str] = {}
-        self._plans: dict[str, tuple[str, str]] = {}
-
-    def claim(self, request: PlanClaim) -> Claim:
-        with self._lock:
-            known = self._plans.get(request.plan_id)
-            first_event_id = known[0] if known else request.event_id
-            seen_for_plan = self._events.get(request.event_id)
-            if seen_for_plan == request.plan_id:
-                return Claim(ClaimStatus.DUPLICATE_EVENT, first_event_id)
-            if seen_for_plan is not None:
-                return Claim(ClaimStatus.EVENT_ID_REUSED, first_event_id)
-            self._events[request.event_id] = request.plan_id
-            if known is None:
-                self._plans[request.plan_id] = (request.event_id, request.items_fingerprint)
-                return Claim(ClaimStatus.NEW, request.event_id)
-            if known[1] != request.items_fingerprint:
-                return Claim(ClaimStatus.CONFLICT, first_event_id)
-            return Claim(ClaimStatus.DUPLICATE_PLAN, first_event_id)
 
 
 def claim_request(envelope: Envelope[RebalancePlanned], event: RebalancePlanned) -> PlanClaim:
@@ -88,6 +30,7 @@ def claim_request(envelope: Envelope[RebalancePlanned], event: RebalancePlanned)
         event_id=event.event_id,
         items_fingerprint=plan.items_fingerprint(),
         received_at=envelope.record.received_at,
+        account_id=plan.account_id,
     )
 
 
@@ -117,10 +60,25 @@ def _conflict(plan_id: str, first_event_id: str) -> Failed:
     )
 
 
-def dedupe(store: DedupeStore) -> Op[Envelope[RebalancePlanned], Envelope[RebalancePlanned]]:
-    """Turn a plan_id seen before into Skipped, or Failed when its items differ.
+def _owned(envelope: Envelope[RebalancePlanned], claim: Claim) -> Envelope[RebalancePlanned]:
+    """The envelope that carries its plan's outcome, timed from the plan's first receipt."""
+    record = replace(envelope.record, received_at=claim.first_received_at)
+    if claim.status is ClaimStatus.REPUBLISH:
+        return envelope.with_payload(Recorded(claim.outputs), record=record, owns_outcome=True)
+    return replace(envelope, record=record, owns_outcome=True)
+
+
+_OWNED = {ClaimStatus.NEW: "plan_claimed", ClaimStatus.RESUME: "plan_resumed"}
+_OWNED[ClaimStatus.REPUBLISH] = "plan_outputs_republished"
+
+
+def dedupe(store: ClaimStore) -> Op[Envelope[RebalancePlanned], Envelope[RebalancePlanned]]:
+    """Claim each plan at the ledger; skip what was seen before, fail a plan_id conflict.
 
     -a-b-a'-c-a"-|   ->   -a-b-s-c-F-|     (a' repeats a; a" has a's plan_id, other items)
+
+    A redelivered first event goes on when its plan has no outcome yet (RESUME), and becomes
+    ``Recorded`` when the outcome is on record but was not published (REPUBLISH).
     """
 
     def check(
@@ -128,9 +86,9 @@ def dedupe(store: DedupeStore) -> Op[Envelope[RebalancePlanned], Envelope[Rebala
     ) -> Envelope[RebalancePlanned]:
         plan_id = event.rebalance_plan.plan_id
         claim = store.claim(claim_request(envelope, event))
-        if claim.status is ClaimStatus.NEW:
-            log.info("plan_claimed", plan_id=plan_id, **envelope.log_fields())
-            return envelope
+        if claim.status in _OWNED:
+            log.info(_OWNED[claim.status], plan_id=plan_id, **envelope.log_fields())
+            return _owned(envelope, claim)
         if claim.status is ClaimStatus.CONFLICT:
             log.warning("plan_id_conflict", plan_id=plan_id, **envelope.log_fields())
             return envelope.failed(_conflict(plan_id, claim.first_event_id))

@@ -13,7 +13,11 @@ from rebalance_stream.contracts.execution import Scenario
 from rebalance_stream.contracts.outcomes import FailureStep
 from rebalance_stream.contracts.rebalance import RebalancePlanned
 from rebalance_stream.operators.flow import Clock, Envelope, Op, PlanExecution
-from rebalance_stream.operators.order_execution import ExecutionConfig, PlanOrderExecutor
+from rebalance_stream.operators.order_execution import (
+    ExecutionConfig,
+    OrderRecording,
+    PlanOrderExecutor,
+)
 from rebalance_stream.operators.step import guarded
 
 log = structlog.get_logger(__name__)
@@ -26,13 +30,15 @@ def execute_orders(
     config: ExecutionConfig,
     clock: Clock,
     sleep: Callable[[float], None],
+    recording: OrderRecording | None = None,
 ) -> Op[Envelope[Any], Envelope[Any]]:
     """Execute each plan that is still undecided; blocks while its orders run.
 
     -p1-E0-p2-|   ->   -X1-E0-X2-|      (X is a PlanExecution; E0, decided earlier, passes)
     Run it inside ``serialize_by_account`` so that one account's plans never overlap.
+    ``recording`` puts each order's intent on record before the order is sent.
     """
-    executor = PlanOrderExecutor(broker, config, clock, sleep)
+    executor = PlanOrderExecutor(broker, config, clock, sleep, recording)
 
     def run(envelope: Envelope[Any], event: RebalancePlanned) -> Envelope[Any]:
         started = clock()

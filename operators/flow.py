@@ -4,6 +4,7 @@ An Envelope keeps the input's source position, key, headers, bytes and receive t
 payload that each step replaces: the decoded document, the validated event, the execution, and
 at the end the Disposition. A fault is a value, ``Failed``; a duplicate is ``Skipped``. Steps
 pass both through untouched, so every input reaches the end and gets exactly one disposition.
+A redelivered plan whose outputs are on record is ``Recorded``, and is published again as is.
 """
 
 from __future__ import annotations
@@ -86,15 +87,36 @@ class Skipped:
 
 
 @dataclass(frozen=True, slots=True)
+class Recorded:
+    """A plan decided before: its recorded outputs are published again, byte for byte."""
+
+    outputs: tuple[OutputEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NotStarted:
+    """A plan not yet started when the job began to stop. It has no outputs and its offset is
+    never acknowledged, so Kafka delivers it again after the restart."""
+
+    reason: str
+
+
+Settled = Failed | Skipped | Recorded | NotStarted
+"""Payloads that later steps pass through untouched."""
+
+
+@dataclass(frozen=True, slots=True)
 class Envelope(Generic[T]):
     """An input record and the payload that the steps so far made of it."""
 
     record: InputRecord
-    payload: T | Failed | Skipped
+    payload: T | Failed | Skipped | Recorded
     identity: EventIdentity = field(default_factory=EventIdentity)
     event: RebalancePlanned | None = None
     timings_ms: Mapping[str, int] = field(default_factory=dict)
     mis_keyed: bool = False
+    owns_outcome: bool = False
+    """True when this input's outcome is its plan's outcome of record (dedupe claimed it)."""
 
     @property
     def position(self) -> SourcePosition:
@@ -102,10 +124,10 @@ class Envelope(Generic[T]):
 
     @property
     def is_settled(self) -> bool:
-        """True when the payload is Failed or Skipped: later steps leave it alone."""
-        return isinstance(self.payload, Failed | Skipped)
+        """True when the payload is Failed, Skipped or Recorded: later steps leave it alone."""
+        return isinstance(self.payload, Settled)
 
-    def with_payload(self, payload: Out | Failed | Skipped, **changes: Any) -> Envelope[Out]:
+    def with_payload(self, payload: Out | Settled, **changes: Any) -> Envelope[Out]:
         """A copy with a new payload and, optionally, other fields changed."""
         return replace(self, payload=payload, **changes)  # type: ignore[arg-type,return-value]
 
@@ -173,7 +195,12 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class Disposition:
-    """Every output record that one input causes, in producing order; possibly none."""
+    """Every output record that one input causes, in producing order; possibly none.
+
+    ``owns_outcome`` marks the input whose outputs are its plan's outcome of record, which the
+    ledger keeps; ``plan_id`` is the plan the input named, when it could be read.
+    ``not_started`` marks a plan held back by a shutdown: it must not be acknowledged.
+    """
 
     record: InputRecord
     outputs: tuple[OutputEvent | DeadLetter, ...]
@@ -181,6 +208,8 @@ class Disposition:
     skipped: Skipped | None = None
     mis_keyed: bool = False
     plan_id: str | None = None
+    owns_outcome: bool = False
+    not_started: bool = False
 
     @property
     def position(self) -> SourcePosition:

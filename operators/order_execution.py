@@ -3,14 +3,15 @@
 Within a phase, orders run concurrently up to ``max_concurrent_orders`` and take their slots in
 priority order (1 first). Buys start after every sell is terminal and buying power was read
 again. A fault of one order becomes that order's failed OrderResult; nothing here raises for a
-single order's sake.
+single order's sake. Each phase's new orders go on record as intents, durably, before any of
+them is sent (SPEC 3.9), and their terminal states after the phase.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import structlog
@@ -27,6 +28,7 @@ from rebalance_stream.brokers.protocol import (
 from rebalance_stream.contracts.client_order_id import client_order_id
 from rebalance_stream.contracts.execution import OrderResult, OrderSide
 from rebalance_stream.contracts.rebalance import RebalancePlan, RebalancePlanItem, TradeAction
+from rebalance_stream.ledger.protocol import OrderIntent, OrderJournal, OrderTerminal
 from rebalance_stream.operators.flow import Clock, elapsed_ms
 from rebalance_stream.operators.order_sizing import (
     MarketFacts,
@@ -40,6 +42,34 @@ log = structlog.get_logger(__name__)
 
 BASIS_POINTS = Decimal(10_000)
 BPS_STEP = Decimal("0.01")
+
+BEFORE_ORDER = "before_order"
+BETWEEN_ORDERS = "between_orders"
+AFTER_ORDERS = "after_orders"
+"""Checkpoints: where a crash test may stop the process (before a submit, after each submit,
+after the last order is terminal)."""
+
+
+class UnrecordedOrders:
+    """An OrderJournal that keeps nothing: orders are then safe only by client_order_id."""
+
+    def record_intents(self, intents: Sequence[OrderIntent]) -> None:
+        """Keep nothing."""
+
+    def record_terminals(self, terminals: Sequence[OrderTerminal]) -> None:
+        """Keep nothing."""
+
+
+def no_checkpoint(name: str) -> None:
+    """Production's checkpoint: nothing happens."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecording:
+    """Where orders are recorded, and the checkpoint hook that crash tests stop at."""
+
+    journal: OrderJournal = field(default_factory=UnrecordedOrders)
+    checkpoint: Callable[[str], None] = no_checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +132,28 @@ def failed_result(order: SizedOrder, status: str, message: str) -> OrderResult:
     )
 
 
+def intent_of(plan: RebalancePlan, order: SizedOrder, clock: Clock) -> OrderIntent:
+    return OrderIntent(
+        plan_id=plan.plan_id,
+        account_id=plan.account_id,
+        client_order_id=order.client_order_id,
+        symbol=order.symbol,
+        side=order.side,
+        qty=order.qty,
+        expected_price=order.expected_price,
+        recorded_at=clock(),
+    )
+
+
+def terminal_of(result: OrderResult) -> OrderTerminal | None:
+    """The terminal state to record, for an order that reached the broker."""
+    if result.broker_order_id is None:
+        return None
+    return OrderTerminal(
+        result.client_order_id, result.status, result.filled_qty, result.filled_avg_price
+    )
+
+
 def result_of(order: SizedOrder, placed: BrokerOrder) -> OrderResult:
     """The OrderResult of a placed order; success means filled completely."""
     fill_price = placed.filled_avg_price
@@ -135,11 +187,13 @@ class PlanOrderExecutor:
         config: ExecutionConfig,
         clock: Clock,
         sleep: Callable[[float], None],
+        recording: OrderRecording | None = None,
     ) -> None:
         self._broker = broker
         self._config = config
         self._clock = clock
         self._sleep = sleep
+        self._recording = recording or OrderRecording()
 
     def execute(self, plan: RebalancePlan) -> OrdersOutcome:
         """Run sells then buys; return each non-HOLD item's result in plan order."""
@@ -149,18 +203,33 @@ class PlanOrderExecutor:
         with ThreadPoolExecutor(max_workers=self._config.max_concurrent_orders) as pool:
             started = self._clock()
             prepared_sells = list(pool.map(lambda item: self._prepare(plan.plan_id, item), sells))
-            sell_results = list(pool.map(self._run, prepared_sells))
+            sell_results = self._run_phase(pool, plan, prepared_sells)
             after_sells = self._clock()
             timings["sells"] = elapsed_ms(started, after_sells)
             buying_power = self._broker.get_account().buying_power if buys else Decimal(0)
             after_wait = self._clock()
             timings["buying_power_wait"] = elapsed_ms(after_sells, after_wait)
             prepared_buys = list(pool.map(lambda item: self._prepare(plan.plan_id, item), buys))
-            buy_results = list(pool.map(self._run, _within(prepared_buys, buying_power)))
+            buy_results = self._run_phase(pool, plan, _within(prepared_buys, buying_power))
             timings["buys"] = elapsed_ms(after_wait, self._clock())
+        self._recording.checkpoint(AFTER_ORDERS)
         by_symbol = {result.symbol: result for result in [*sell_results, *buy_results]}
         ordered = tuple(by_symbol[item.symbol] for item in plan.items if item.symbol in by_symbol)
         return OrdersOutcome(ordered, timings)
+
+    def _run_phase(
+        self, pool: ThreadPoolExecutor, plan: RebalancePlan, prepared: list[PreparedOrder]
+    ) -> list[OrderResult]:
+        """Record the phase's new orders as intents, run every order, record the terminals."""
+        journal = self._recording.journal
+        fresh = [p.sized for p in prepared if p.existing is None and p.sized.skip is None]
+        if fresh:
+            journal.record_intents([intent_of(plan, order, self._clock) for order in fresh])
+        results = list(pool.map(self._run, prepared))
+        terminals = [t for result in results if (t := terminal_of(result)) is not None]
+        if terminals:
+            journal.record_terminals(terminals)
+        return results
 
     def _prepare(self, plan_id: str, item: RebalancePlanItem) -> PreparedOrder:
         """Adopt the order that exists for this item's client_order_id, or size a new one.
@@ -220,11 +289,13 @@ class PlanOrderExecutor:
     def _place(self, order: SizedOrder) -> BrokerOrder | None:
         """Submit once; an order that exists already is adopted, never sent again."""
         request = OrderRequest(order.client_order_id, order.symbol, order.side, qty=order.qty)
+        self._recording.checkpoint(BEFORE_ORDER)
         try:
             placed = self._broker.submit_order(request)
         except DuplicateClientOrderId:
             log.info("order_adopted", client_order_id=order.client_order_id)
             return self._broker.get_order_by_client_id(order.client_order_id)
+        self._recording.checkpoint(BETWEEN_ORDERS)
         log.info(
             "order_submitted",
             client_order_id=order.client_order_id,

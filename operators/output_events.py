@@ -34,7 +34,9 @@ from rebalance_stream.operators.flow import (
     Disposition,
     Envelope,
     Failed,
+    NotStarted,
     Op,
+    Recorded,
     Skipped,
     elapsed_ms,
 )
@@ -192,15 +194,25 @@ def disposition_of(envelope: Envelope[Any], decided_at: datetime) -> Disposition
     payload = envelope.payload
     skipped = payload if isinstance(payload, Skipped) else None
     outputs: tuple[OutputEvent | DeadLetter, ...] = ()
-    if isinstance(payload, Classified):
+    if isinstance(payload, Recorded):
+        outputs = payload.outputs
+    elif isinstance(payload, Classified):
         outputs = _classified_outputs(envelope, payload, decided_at)
     elif isinstance(payload, Failed):
         outputs = _failed_outputs(envelope, payload, decided_at)
     elif skipped is None:
         outputs = _failed_outputs(envelope, _undecided(envelope), decided_at)
     plan_id = envelope.event.rebalance_plan.plan_id if envelope.event else None
+    if isinstance(payload, NotStarted):
+        return Disposition(envelope.record, (), decided_at, plan_id=plan_id, not_started=True)
     return Disposition(
-        envelope.record, outputs, decided_at, skipped, envelope.mis_keyed, plan_id=plan_id
+        envelope.record,
+        outputs,
+        decided_at,
+        skipped,
+        envelope.mis_keyed,
+        plan_id=plan_id,
+        owns_outcome=envelope.owns_outcome,
     )
 
 

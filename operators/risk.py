@@ -1,4 +1,8 @@
-"""check_risk: pre-trade limits and the kill switch (SPEC 3.10); a breach places no orders."""
+"""check_risk: pre-trade limits and the kill switch (SPEC 3.10); a breach places no orders.
+
+The daily limit counts what the ledger says the account traded on this America/New_York
+trading day (filled, plus intents still open), so it holds across restarts.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from reactivex import operators as ops
 
 from rebalance_stream.contracts.outcomes import FailureStep
 from rebalance_stream.contracts.rebalance import RebalancePlan, RebalancePlanned, TradeAction
+from rebalance_stream.ledger.protocol import NotionalLedger, trading_day
 from rebalance_stream.operators.flow import Clock, Envelope, Failed, Op, elapsed_ms
 from rebalance_stream.operators.step import guarded
 
@@ -33,6 +38,7 @@ class RiskLimits:
 
     max_order_notional: Decimal | None = Decimal(100_000)
     max_plan_notional: Decimal | None = Decimal(1_000_000)
+    max_daily_notional: Decimal | None = Decimal(5_000_000)
     allowed_symbols: frozenset[str] = field(default_factory=frozenset)
     denied_symbols: frozenset[str] = field(default_factory=frozenset)
 
@@ -83,26 +89,63 @@ def _notional_denial(plan: RebalancePlan, limits: RiskLimits) -> RiskDenial | No
     return None
 
 
-def evaluate_risk(plan: RebalancePlan, limits: RiskLimits, state: KillSwitch) -> RiskDenial | None:
-    """The first breached rule, or None: kill switch, symbol lists, then notional limits."""
+def plan_notional(plan: RebalancePlan) -> Decimal:
+    return sum((abs(item.trade_amount) for item in plan.items), Decimal(0))
+
+
+def _daily_denial(
+    plan: RebalancePlan, limits: RiskLimits, used_today: Decimal
+) -> RiskDenial | None:
+    limit = limits.max_daily_notional
+    total = plan_notional(plan)
+    if limit is None or used_today + total <= limit:
+        return None
+    reason = (
+        f"account {plan.account_id} traded {used_today} today; plan notional {total} would "
+        f"exceed max_daily_notional {limit}"
+    )
+    return RiskDenial("DAILY_NOTIONAL_EXCEEDED", reason)
+
+
+def evaluate_risk(
+    plan: RebalancePlan,
+    limits: RiskLimits,
+    state: KillSwitch,
+    used_today: Decimal = Decimal(0),
+) -> RiskDenial | None:
+    """The first breached rule, or None: kill switch, symbol lists, notional limits, the day."""
     return (
         _kill_switch_denial(plan, state)
         or _symbol_denial(plan, limits)
         or _notional_denial(plan, limits)
+        or _daily_denial(plan, limits, used_today)
     )
 
 
+class NothingTradedYet:
+    """A NotionalLedger for pipelines without a ledger: every day starts at 0."""
+
+    def notional_used(self, account_id: str, day: object) -> Decimal:
+        return Decimal(0)
+
+
 def check_risk(
-    limits: RiskLimits, kill_switch: Callable[[], KillSwitch], clock: Clock
+    limits: RiskLimits,
+    kill_switch: Callable[[], KillSwitch],
+    clock: Clock,
+    traded: NotionalLedger | None = None,
 ) -> Op[Envelope[Any], Envelope[Any]]:
-    """Fail plans that breach a limit; read the kill switch afresh for every plan.
+    """Fail plans that breach a limit; read the kill switch and the day's notional per plan.
 
     -p1-p2-|   ->   -p1-F-|      (p2 breaches a limit; F is Failed(risk) with a reason_code)
     """
+    ledger: NotionalLedger = traded or NothingTradedYet()
 
     def check(envelope: Envelope[Any], event: RebalancePlanned) -> Envelope[Any]:
         started = clock()
-        denial = evaluate_risk(event.rebalance_plan, limits, kill_switch())
+        plan = event.rebalance_plan
+        used = ledger.notional_used(plan.account_id, trading_day(started))
+        denial = evaluate_risk(plan, limits, kill_switch(), used)
         timed = envelope.timed("risk", elapsed_ms(started, clock()))
         if denial is None:
             return timed

@@ -36,9 +36,13 @@ class KafkaRecordSender:
         self._producer = producer
 
     def send(self, record: ProducerRecord, on_delivered: Delivered) -> None:
-        future = self._producer.send(
-            record.topic, value=record.value, key=record.key, headers=list(record.headers)
-        )
+        try:
+            future = self._producer.send(
+                record.topic, value=record.value, key=record.key, headers=list(record.headers)
+            )
+        except Exception as exc:  # e.g. no metadata within max_block_ms: not delivered
+            on_delivered(exc)
+            return
         future.add_callback(lambda _metadata: on_delivered(None))
         future.add_errback(on_delivered)
 
@@ -73,7 +77,7 @@ class OutcomePublisher:
         self,
         sender: RecordSender,
         topics: OutputTopics,
-        on_acknowledged: Callable[[SourcePosition], None],
+        on_acknowledged: Callable[[Disposition], None],
         on_fatal: Callable[[SourcePosition, BaseException], None],
         max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
     ) -> None:
@@ -88,14 +92,14 @@ class OutcomePublisher:
         position = disposition.position
         records = producer_records(disposition, self._topics, self._max_input_bytes)
         if not records:
-            self._on_acknowledged(position)
+            self._on_acknowledged(disposition)
             return
         pending = _PendingInput(len(records))
 
         def delivered(error: BaseException | None) -> None:
             outcome = pending.delivered(error)
             if outcome is True:
-                self._on_acknowledged(position)
+                self._on_acknowledged(disposition)
             elif outcome is False and error is not None:
                 log.error(
                     "output_not_delivered",

@@ -15,15 +15,16 @@ from rebalance_stream.brokers.paper import PaperBroker
 from rebalance_stream.brokers.paper_account import PaperAccount
 from rebalance_stream.contracts.outcomes import TradeExecuted, WorkflowCompleted, WorkflowFailed
 from rebalance_stream.contracts.rebalance import RebalancePlanned
-from rebalance_stream.operators.dedupe import InMemoryDedupeStore
+from rebalance_stream.ledger.memory import InMemoryLedger
 from rebalance_stream.operators.market_gate import MarketClockFailure
 from rebalance_stream.streams import report
+from rebalance_stream.streams.crash_points import crash_hook
 from rebalance_stream.streams.demo import run_demo
 from rebalance_stream.streams.kafka_clients import create_topics
 from rebalance_stream.streams.kill_switch import KillSwitchReader
 from rebalance_stream.streams.logs import configure_logging
 from rebalance_stream.streams.pipeline import PipelineConfig, PipelineDependencies, utc_now
-from rebalance_stream.streams.runner import PlanConsumerJob, output_topics
+from rebalance_stream.streams.runner import JobHooks, PlanConsumerJob, open_ledger, output_topics
 from rebalance_stream.streams.settings import Settings, load_settings
 from rebalance_stream.streams.simulate import plan_file_records, run_in_process
 
@@ -65,7 +66,7 @@ def simulate(
     with PaperBroker(paper, state_path=settings.paper_state) as broker:
         deps = PipelineDependencies(
             broker=broker,
-            dedupe_store=InMemoryDedupeStore(),
+            ledger=InMemoryLedger(),
             kill_switch=KillSwitchReader(settings.kill_switch, settings.kill_switch_file),
             scheduler=ThreadPoolScheduler(settings.max_concurrent_orders),
         )
@@ -120,11 +121,16 @@ def run() -> None:
     if settings.broker != "paper":
         raise typer.BadParameter("only REBALANCE_STREAM_BROKER=paper is available so far")
     paper = paper_account_of(settings, None)
-    with PaperBroker(paper, state_path=settings.paper_state) as broker:
-        job = PlanConsumerJob(settings, broker, InMemoryDedupeStore())
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda _signum, _frame: job.stop())
-        code = job.run()
+    hooks = JobHooks(checkpoint=crash_hook(settings.test_crash_at))
+    ledger = open_ledger(settings)
+    try:
+        with PaperBroker(paper, state_path=settings.paper_state) as broker:
+            job = PlanConsumerJob(settings, broker, ledger, hooks)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda _signum, _frame: job.stop())
+            code = job.run()
+    finally:
+        ledger.close()
     raise typer.Exit(code)
 
 

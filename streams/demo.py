@@ -22,7 +22,7 @@ from rich.console import Console
 from rebalance_stream.brokers.paper import PaperBroker
 from rebalance_stream.brokers.paper_account import PaperAccount
 from rebalance_stream.contracts.wire import format_timestamp
-from rebalance_stream.operators.dedupe import InMemoryDedupeStore
+from rebalance_stream.ledger.memory import InMemoryLedger
 from rebalance_stream.operators.flow import Disposition
 from rebalance_stream.streams import report
 from rebalance_stream.streams.kafka_clients import client_config, create_topics
@@ -108,7 +108,7 @@ def _run_until_decided(settings: Settings, broker: PaperBroker, inputs: int) -> 
         if len(decided) >= inputs:
             job_ref[0].stop()
 
-    job = PlanConsumerJob(settings, broker, InMemoryDedupeStore(), JobHooks(on_disposition))
+    job = PlanConsumerJob(settings, broker, InMemoryLedger(), JobHooks(on_disposition))
     job_ref.append(job)
     runner = threading.Thread(target=job.run, name="demo-job")
     runner.start()

@@ -56,6 +56,7 @@ def make_producer(settings: Settings) -> Any:
         acks="all",
         enable_idempotence=True,
         linger_ms=PRODUCER_LINGER_MS,
+        max_block_ms=settings.producer_max_block_ms,
     )
 
 

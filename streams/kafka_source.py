@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import reactivex
@@ -29,6 +30,16 @@ log = structlog.get_logger(__name__)
 
 RESUME_FRACTION = 2
 IDLE_WAIT_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOptions:
+    """Limits of the source. ``before_commit`` runs before each commit (a crash-test hook)."""
+
+    max_in_flight: int = 1000
+    poll_timeout_ms: int = 200
+    shutdown_deadline_s: float = 30.0
+    before_commit: Callable[[], None] = lambda: None
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -52,23 +63,25 @@ class KafkaPlanSource:
         consumer_factory: Callable[[], Any],
         topic: str,
         clock: Clock,
-        *,
-        max_in_flight: int = 1000,
-        poll_timeout_ms: int = 200,
-        shutdown_deadline_s: float = 30.0,
+        options: SourceOptions | None = None,
     ) -> None:
+        options = options or SourceOptions()
         self._consumer_factory = consumer_factory
         self._topic = topic
         self._clock = clock
-        self._max_in_flight = max_in_flight
-        self._poll_timeout_ms = poll_timeout_ms
-        self._shutdown_deadline_s = shutdown_deadline_s
-        self._acks: queue.SimpleQueue[SourcePosition] = queue.SimpleQueue()
+        self._max_in_flight = options.max_in_flight
+        self._poll_timeout_ms = options.poll_timeout_ms
+        self._shutdown_deadline_s = options.shutdown_deadline_s
+        self._before_commit = options.before_commit
+        self._acks: queue.SimpleQueue[tuple[bool, SourcePosition]] = queue.SimpleQueue()
+        self._released = 0
         self._stopping = threading.Event()
         self._fatal: BaseException | None = None
         self._tracker: OffsetTracker[Any] = OffsetTracker()
         self._consumer: Any = None
         self._paused = False
+        self.pauses = 0
+        """How many times the source paused its partitions for backpressure."""
         self.committed: dict[Any, int] = {}
 
     @property
@@ -77,7 +90,15 @@ class KafkaPlanSource:
 
     def acknowledge(self, position: SourcePosition) -> None:
         """Thread-safe: every output of this input is in Kafka."""
-        self._acks.put(position)
+        self._acks.put((True, position))
+
+    def release(self, position: SourcePosition) -> None:
+        """Thread-safe: this input was held back by the shutdown. It is never committed, and
+        the shutdown stops waiting for it."""
+        self._acks.put((False, position))
+
+    def is_stopping(self) -> bool:
+        return self._stopping.is_set()
 
     def fail(self, position: SourcePosition, error: BaseException) -> None:
         """Thread-safe: an output of this input could not be published. Stops the source."""
@@ -150,9 +171,12 @@ class KafkaPlanSource:
     def _drain_acks(self) -> None:
         while True:
             try:
-                position = self._acks.get_nowait()
+                acknowledged, position = self._acks.get_nowait()
             except queue.Empty:
                 return
+            if not acknowledged:
+                self._released += 1
+                continue
             partition = TopicPartition(position.topic, position.partition)
             self._tracker.acknowledge(partition, position.offset)
 
@@ -161,6 +185,7 @@ class KafkaPlanSource:
         if not positions:
             return
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in positions.items()}
+        self._before_commit()
         try:
             self._consumer.commit(offsets=offsets)
         except Exception as exc:  # a failed commit means redelivery, which dedupe absorbs
@@ -174,6 +199,7 @@ class KafkaPlanSource:
         if not self._paused and in_flight >= self._max_in_flight:
             self._consumer.pause(*self._consumer.assignment())
             self._paused = True
+            self.pauses += 1
             log.info("source_paused", in_flight=in_flight)
         elif self._paused and in_flight <= self._max_in_flight // RESUME_FRACTION:
             self._consumer.resume(*self._consumer.paused())
@@ -187,13 +213,17 @@ class KafkaPlanSource:
             self._commit()
             return
         deadline = time.monotonic() + self._shutdown_deadline_s
-        while self._tracker.in_flight() and time.monotonic() < deadline:
+        while self._unsettled() and time.monotonic() < deadline:
             self._drain_acks()
             self._commit()
             time.sleep(IDLE_WAIT_S)
         self._drain_acks()
         self._commit()
-        log.info("source_stopped", unfinished=self._tracker.in_flight())
+        log.info("source_stopped", unfinished=self._unsettled(), held_back=self._released)
+
+    def _unsettled(self) -> int:
+        """In-flight inputs that are neither acknowledged nor held back."""
+        return self._tracker.unacknowledged() - self._released
 
     def _close(self) -> None:
         if self._consumer is not None:

@@ -74,6 +74,10 @@ class OffsetTracker(Generic[P]):
         for partition in partitions:
             self._partitions.pop(partition, None)
 
+    def unacknowledged(self) -> int:
+        """Received inputs not acknowledged yet, over all partitions."""
+        return sum(len(p.pending) - len(p.acknowledged) for p in self._partitions.values())
+
     def in_flight(self, partition: P | None = None) -> int:
         """Received but not yet committable inputs, for one partition or all."""
         if partition is not None:

@@ -13,17 +13,24 @@ import reactivex
 from reactivex.abc import SchedulerBase
 
 from rebalance_stream.brokers.protocol import Broker
+from rebalance_stream.ledger.protocol import Ledger
 from rebalance_stream.operators.classify import classify_outcome
 from rebalance_stream.operators.decode import DEFAULT_MAX_INPUT_BYTES, decode
-from rebalance_stream.operators.dedupe import DedupeStore, dedupe
+from rebalance_stream.operators.dedupe import dedupe
 from rebalance_stream.operators.execute import execute_orders
 from rebalance_stream.operators.flow import Clock, Disposition, Envelope, InputRecord, Op
 from rebalance_stream.operators.market_gate import MarketClockFailure, gate_on_market_clock
 from rebalance_stream.operators.no_trade import skip_when_no_trades
-from rebalance_stream.operators.order_execution import ExecutionConfig
+from rebalance_stream.operators.order_execution import (
+    ExecutionConfig,
+    OrderRecording,
+    no_checkpoint,
+)
 from rebalance_stream.operators.output_events import to_output_events
 from rebalance_stream.operators.per_account import serialize_by_account
+from rebalance_stream.operators.record_outcomes import record_outcomes
 from rebalance_stream.operators.risk import KillSwitch, RiskLimits, check_risk
+from rebalance_stream.operators.shutdown import hold_back_when_stopping
 from rebalance_stream.operators.staleness import reject_stale
 from rebalance_stream.operators.validate import validate
 from rebalance_stream.streams.settings import Settings
@@ -44,6 +51,7 @@ class PipelineConfig:
     risk_limits: RiskLimits = field(default_factory=RiskLimits)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     treat_partial_execution_as_failure: bool = True
+    outcome_batch_s: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
@@ -54,6 +62,7 @@ class PipelineConfig:
             risk_limits=RiskLimits(
                 max_order_notional=settings.max_order_notional,
                 max_plan_notional=settings.max_plan_notional,
+                max_daily_notional=settings.max_daily_notional,
                 allowed_symbols=settings.allowed_symbols,
                 denied_symbols=settings.denied_symbols,
             ),
@@ -64,19 +73,26 @@ class PipelineConfig:
                 poll_interval_s=settings.order_poll_interval_s,
             ),
             treat_partial_execution_as_failure=settings.treat_partial_execution_as_failure,
+            outcome_batch_s=settings.outcome_batch_ms / 1000,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class PipelineDependencies:
-    """The side effects the pipeline talks to, injected."""
+    """The side effects the pipeline talks to, injected.
+
+    ``checkpoint`` is called at the named points of order execution; only crash tests set it.
+    ``stopping`` says the job is shutting down: plans not started by then are held back.
+    """
 
     broker: Broker
-    dedupe_store: DedupeStore
+    ledger: Ledger
     kill_switch: Callable[[], KillSwitch] = lambda: KillSwitch.ACTIVE
     clock: Clock = utc_now
     sleep: Callable[[float], None] = time.sleep
     scheduler: SchedulerBase | None = None
+    checkpoint: Callable[[str], None] = no_checkpoint
+    stopping: Callable[[], bool] = lambda: False
 
 
 def process_rebalance_plans(
@@ -85,18 +101,22 @@ def process_rebalance_plans(
     """The whole job of SPEC 1: every input record becomes exactly one Disposition.
 
     Decode, validate, dedupe, staleness and the no-trade check run in arrival order; the market
-    gate, risk and execution run one plan per account at a time, on ``deps.scheduler``.
+    gate, risk and execution run one plan per account at a time, on ``deps.scheduler``. Each
+    plan's outputs are on record in the ledger before its Disposition is emitted.
     """
     clock = deps.clock
+    ledger = deps.ledger
+    recording = OrderRecording(ledger, deps.checkpoint)
     per_plan: Op[Envelope[Any], Envelope[Any]] = reactivex.compose(
+        hold_back_when_stopping(deps.stopping),
         gate_on_market_clock(deps.broker, config.market_clock_failure, clock),
-        check_risk(config.risk_limits, deps.kill_switch, clock),
-        execute_orders(deps.broker, config.execution, clock, deps.sleep),
+        check_risk(config.risk_limits, deps.kill_switch, clock, ledger),
+        execute_orders(deps.broker, config.execution, clock, deps.sleep, recording),
     )
     admit: Op[InputRecord, Envelope[Any]] = reactivex.compose(
         decode(config.max_input_bytes),
         validate(),
-        dedupe(deps.dedupe_store),
+        dedupe(ledger),
         reject_stale(config.max_plan_age, clock),
         skip_when_no_trades(clock),
     )
@@ -104,5 +124,6 @@ def process_rebalance_plans(
         serialize_by_account(per_plan, deps.scheduler),
         classify_outcome(config.treat_partial_execution_as_failure),
         to_output_events(clock),
+        record_outcomes(ledger, config.outcome_batch_s, scheduler=deps.scheduler),
     )
     return reactivex.compose(admit, decide)

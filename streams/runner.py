@@ -1,7 +1,8 @@
-"""The long-running job: Kafka source, the pipeline, and the publisher, wired together.
+"""The long-running job: Kafka source, the pipeline, the ledger and the publisher, wired together.
 
-``run()`` blocks until ``stop()`` (SIGINT/SIGTERM in the CLI) or a fatal publishing error. It
-returns the process exit code: 0 after a clean stop, 1 when an output could not be published.
+``run()`` blocks until ``stop()`` (SIGINT/SIGTERM in the CLI) or a fatal error. It returns the
+process exit code: 0 after a clean stop, 1 when an output could not be published, 2 when the
+stream failed (the consumer or the ledger).
 """
 
 from __future__ import annotations
@@ -9,18 +10,23 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import structlog
 from reactivex.scheduler import ThreadPoolScheduler
 
 from rebalance_stream.brokers.protocol import Broker
-from rebalance_stream.operators.dedupe import DedupeStore
+from rebalance_stream.ledger.memory import InMemoryLedger
+from rebalance_stream.ledger.protocol import Ledger
+from rebalance_stream.ledger.sqlite import SqliteLedger
 from rebalance_stream.operators.flow import Disposition
+from rebalance_stream.operators.order_execution import no_checkpoint
 from rebalance_stream.sinks.kafka_sink import KafkaRecordSender, OutcomePublisher
 from rebalance_stream.sinks.routing import OutputTopics
+from rebalance_stream.streams.job_counts import JobCounts
 from rebalance_stream.streams.kafka_clients import make_consumer, make_producer
-from rebalance_stream.streams.kafka_source import KafkaPlanSource
+from rebalance_stream.streams.kafka_source import KafkaPlanSource, SourceOptions
 from rebalance_stream.streams.kill_switch import KillSwitchReader
 from rebalance_stream.streams.pipeline import (
     PipelineConfig,
@@ -36,6 +42,8 @@ EXIT_OK = 0
 EXIT_PUBLISH_FAILED = 1
 EXIT_SOURCE_FAILED = 2
 ACCOUNT_LANES = 8
+BEFORE_PUBLISH = "before_publish"
+BEFORE_COMMIT = "before_commit"
 
 
 def output_topics(settings: Settings) -> OutputTopics:
@@ -47,35 +55,58 @@ def output_topics(settings: Settings) -> OutputTopics:
     )
 
 
+IN_MEMORY_LEDGER = ":memory:"
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    """The ledger that REBALANCE_STREAM_LEDGER names: a SQLite file, or ``:memory:``."""
+    if settings.ledger == IN_MEMORY_LEDGER:
+        log.warning("ledger_in_memory", note="plans are forgotten when the process exits")
+        return InMemoryLedger()
+    return SqliteLedger(settings.ledger, synchronous=settings.ledger_synchronous)
+
+
 @dataclass
 class JobHooks:
-    """Optional observers, for the demo and tests: each disposition as it is published."""
+    """Optional observers, for the demo and tests.
+
+    ``on_disposition`` sees each disposition as it is handed to the producer; ``checkpoint`` is
+    called at named points (order execution, ``before_publish``, ``before_commit``).
+    """
 
     on_disposition: Callable[[Disposition], None] | None = None
+    checkpoint: Callable[[str], None] = no_checkpoint
 
 
 class PlanConsumerJob:
-    """Consumes RebalancePlanned from Kafka and publishes each input's outcome."""
+    """Consumes RebalancePlanned from Kafka and publishes each input's outcome.
+
+    The ledger is the caller's: the job reads and writes it, and never closes it.
+    """
 
     def __init__(
         self,
         settings: Settings,
         broker: Broker,
-        dedupe_store: DedupeStore,
+        ledger: Ledger,
         hooks: JobHooks | None = None,
     ) -> None:
         self._settings = settings
         self._broker = broker
-        self._dedupe_store = dedupe_store
+        self._ledger = ledger
         self._hooks = hooks or JobHooks()
         self._done = threading.Event()
         self._stream_error: BaseException | None = None
+        self.counts = JobCounts()
         self.source = KafkaPlanSource(
             lambda: make_consumer(settings),
             settings.topic_input,
             utc_now,
-            max_in_flight=settings.max_in_flight,
-            shutdown_deadline_s=settings.shutdown_deadline_s,
+            SourceOptions(
+                max_in_flight=settings.max_in_flight,
+                shutdown_deadline_s=settings.shutdown_deadline_s,
+                before_commit=lambda: self._hooks.checkpoint(BEFORE_COMMIT),
+            ),
         )
 
     def stop(self) -> None:
@@ -84,22 +115,30 @@ class PlanConsumerJob:
 
     def run(self) -> int:
         settings = self._settings
+        expired = self._ledger.expire(utc_now() - timedelta(days=settings.ledger_retention_days))
         producer: Any = make_producer(settings)
         publisher = OutcomePublisher(
             KafkaRecordSender(producer),
             output_topics(settings),
-            self.source.acknowledge,
+            self._acknowledged,
             self.source.fail,
             settings.max_input_bytes,
         )
         deps = PipelineDependencies(
             broker=self._broker,
-            dedupe_store=self._dedupe_store,
+            ledger=self._ledger,
             kill_switch=KillSwitchReader(settings.kill_switch, settings.kill_switch_file),
             scheduler=ThreadPoolScheduler(ACCOUNT_LANES),
+            checkpoint=self._hooks.checkpoint,
+            stopping=self.source.is_stopping,
         )
         pipeline = process_rebalance_plans(PipelineConfig.from_settings(settings), deps)
-        log.info("job_started", topic=settings.topic_input, group_id=settings.group_id)
+        log.info(
+            "job_started",
+            topic=settings.topic_input,
+            group_id=settings.group_id,
+            ledger_expired=expired,
+        )
         subscription = (
             self.source.records()
             .pipe(pipeline)
@@ -116,20 +155,36 @@ class PlanConsumerJob:
         return self._exit_code()
 
     def _publish(self, publisher: OutcomePublisher, disposition: Disposition) -> None:
+        if disposition.not_started:
+            self.source.release(disposition.position)
+            return
+        self._hooks.checkpoint(BEFORE_PUBLISH)
         publisher.publish(disposition)
+        self.counts.count(disposition)
         if self._hooks.on_disposition is not None:
             self._hooks.on_disposition(disposition)
+
+    def _acknowledged(self, disposition: Disposition) -> None:
+        """Every output of this input is in Kafka: note it in the ledger, free the offset."""
+        if disposition.owns_outcome and disposition.plan_id is not None:
+            self._ledger.mark_acknowledged([disposition.plan_id])
+        self.source.acknowledge(disposition.position)
 
     def _on_stream_error(self, error: Exception) -> None:
         log.error("job_stream_failed", error=repr(error))
         self._stream_error = error
+        self.source.stop()
         self._done.set()
 
     def _exit_code(self) -> int:
         if self.source.fatal_error is not None:
-            log.error("job_stopped_publish_failed", error=repr(self.source.fatal_error))
+            log.error(
+                "job_stopped_publish_failed",
+                error=repr(self.source.fatal_error),
+                counts=self.counts.snapshot(),
+            )
             return EXIT_PUBLISH_FAILED
         if self._stream_error is not None:
             return EXIT_SOURCE_FAILED
-        log.info("job_stopped")
+        log.info("job_stopped", counts=self.counts.snapshot())
         return EXIT_OK

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     session_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
     max_in_flight: Annotated[int, Field(ge=1)] = 1000
     shutdown_deadline_s: Annotated[float, Field(gt=0)] = 30.0
+    producer_max_block_ms: Annotated[int, Field(ge=0)] = 60_000
+    """How long a send may wait for topic metadata or buffer space before it fails."""
 
     topic_input: str = "rebalance.planned"
     topic_trade_executed: str = DEFAULT_TRADE_EXECUTED_TOPIC
@@ -58,6 +60,12 @@ class Settings(BaseSettings):
     paper_account: Path | None = None
     paper_state: Path | None = None
     ledger: str = "rebalance-stream-ledger.sqlite"
+    """A SQLite file, or ``:memory:`` for a ledger that forgets on exit (SPEC 3.9 then holds
+    only by client_order_id)."""
+    ledger_retention_days: Annotated[int, Field(ge=1)] = 30
+    ledger_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    outcome_batch_ms: Annotated[int, Field(ge=0)] = 20
+    """How long decided outcomes wait to share one ledger write (a group commit)."""
 
     treat_partial_execution_as_failure: bool = True
     market_clock_failure: MarketClockFailure = MarketClockFailure.FAIL
@@ -68,6 +76,7 @@ class Settings(BaseSettings):
     kill_switch_file: Path | None = None
     max_order_notional: Decimal | None = Decimal(100_000)
     max_plan_notional: Decimal | None = Decimal(1_000_000)
+    max_daily_notional: Decimal | None = Decimal(5_000_000)
     allowed_symbols: SymbolSet = frozenset()
     denied_symbols: SymbolSet = frozenset()
 
@@ -78,6 +87,10 @@ class Settings(BaseSettings):
 
     log_format: Literal["console", "json"] | None = None
     log_level: str = "info"
+
+    test_crash_at: str | None = None
+    """Test-only: ``CHECKPOINT[:N]`` kills the process with SIGKILL at the N-th pass (default 1)
+    of that checkpoint; the chaos tests use it. Never set it in production."""
 
     @field_validator("allowed_symbols", "denied_symbols", mode="before")
     @classmethod

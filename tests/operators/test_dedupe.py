@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import reactivex
@@ -13,15 +15,12 @@ from support import T0, record
 
 from rebalance_stream.contracts.outcomes import FailureStep
 from rebalance_stream.contracts.rebalance import RebalancePlanned
+from rebalance_stream.ledger.memory import InMemoryLedger
+from rebalance_stream.ledger.protocol import Claim, ClaimStatus, PlanClaim
 from rebalance_stream.operators.decode import decode_record
-from rebalance_stream.operators.dedupe import (
-    Claim,
-    ClaimStatus,
-    InMemoryDedupeStore,
-    PlanClaim,
-    dedupe,
-)
-from rebalance_stream.operators.flow import DecodedDocument, Envelope, Failed, Skipped
+from rebalance_stream.operators.dedupe import claim_request, dedupe
+from rebalance_stream.operators.flow import DecodedDocument, Envelope, Failed, Recorded, Skipped
+from rebalance_stream.operators.output_events import disposition_of
 from rebalance_stream.operators.validate import validate_envelope
 
 on_next = ReactiveTest.on_next
@@ -39,12 +38,6 @@ def validated(document: dict[str, Any], offset: int = 0) -> Envelope[Any]:
     envelope = validate_envelope(decoded, payload)
     assert isinstance(envelope.payload, RebalancePlanned)
     return envelope
-
-
-def claim(plan_id: str, event_id: str, fingerprint: str = "f1") -> PlanClaim:
-    return PlanClaim(
-        plan_id=plan_id, event_id=event_id, items_fingerprint=fingerprint, received_at=T0
-    )
 
 
 def conflict(plan_id: str, first_event_id: str) -> Failed:
@@ -69,11 +62,11 @@ def skipped(reason_code: str, plan_id: str, first_event_id: str) -> Skipped:
 
 
 class FailingStore:
-    """A DedupeStore whose ledger is unavailable for one plan_id."""
+    """A ClaimStore whose ledger is unavailable for one plan_id."""
 
     def __init__(self, failing_plan_id: str) -> None:
         self.failing_plan_id = failing_plan_id
-        self.inner = InMemoryDedupeStore()
+        self.inner = InMemoryLedger()
 
     def claim(self, request: PlanClaim) -> Claim:
         if request.plan_id == self.failing_plan_id:
@@ -82,87 +75,14 @@ class FailingStore:
 
 
 class RecordingStore:
-    """A DedupeStore that remembers what it was asked."""
+    """A ClaimStore that remembers what it was asked."""
 
     def __init__(self) -> None:
         self.requests: list[PlanClaim] = []
 
     def claim(self, request: PlanClaim) -> Claim:
         self.requests.append(request)
-        return Claim(ClaimStatus.NEW, request.event_id)
-
-
-def test_in_memory_store_first_claim_is_new() -> None:
-    store = InMemoryDedupeStore()
-
-    answer = store.claim(claim("p1", "e1"))
-
-    assert answer == Claim(ClaimStatus.NEW, "e1")
-
-
-def test_in_memory_store_same_event_again_is_duplicate_event() -> None:
-    store = InMemoryDedupeStore()
-    store.claim(claim("p1", "e1"))
-
-    answer = store.claim(claim("p1", "e1"))
-
-    assert answer == Claim(ClaimStatus.DUPLICATE_EVENT, "e1")
-
-
-def test_in_memory_store_new_event_same_items_is_duplicate_plan() -> None:
-    store = InMemoryDedupeStore()
-    store.claim(claim("p1", "e1"))
-
-    answer = store.claim(claim("p1", "e2"))
-
-    assert answer == Claim(ClaimStatus.DUPLICATE_PLAN, "e1")
-
-
-def test_in_memory_store_new_event_other_items_is_conflict() -> None:
-    store = InMemoryDedupeStore()
-    store.claim(claim("p1", "e1", "f1"))
-
-    answer = store.claim(claim("p1", "e2", "f2"))
-
-    assert answer == Claim(ClaimStatus.CONFLICT, "e1")
-
-
-def test_in_memory_store_conflicting_event_redelivered_is_duplicate_event() -> None:
-    store = InMemoryDedupeStore()
-    store.claim(claim("p1", "e1", "f1"))
-    store.claim(claim("p1", "e2", "f2"))
-
-    answer = store.claim(claim("p1", "e2", "f2"))
-
-    assert answer == Claim(ClaimStatus.DUPLICATE_EVENT, "e1")
-
-
-def test_in_memory_store_conflict_does_not_replace_the_first_items() -> None:
-    store = InMemoryDedupeStore()
-    store.claim(claim("p1", "e1", "f1"))
-    store.claim(claim("p1", "e2", "f2"))
-
-    answer = store.claim(claim("p1", "e3", "f1"))
-
-    assert answer == Claim(ClaimStatus.DUPLICATE_PLAN, "e1")
-
-
-def test_in_memory_store_other_plan_is_new() -> None:
-    store = InMemoryDedupeStore()
-    store.claim(claim("p1", "e1"))
-
-    answer = store.claim(claim("p2", "e2"))
-
-    assert answer == Claim(ClaimStatus.NEW, "e2")
-
-
-def test_in_memory_store_instances_share_nothing() -> None:
-    first = InMemoryDedupeStore()
-    first.claim(claim("p1", "e1"))
-
-    answer = InMemoryDedupeStore().claim(claim("p1", "e1"))
-
-    assert answer == Claim(ClaimStatus.NEW, "e1")
+        return Claim(ClaimStatus.NEW, request.event_id, request.received_at)
 
 
 def outcome(envelope: Envelope[Any]) -> tuple[str, str, int]:
@@ -190,7 +110,7 @@ def test_dedupe_operator_conflicting_items_fail_and_later_plans_still_arrive() -
         on_completed(240),
     )
 
-    results = scheduler.start(lambda: source.pipe(dedupe(InMemoryDedupeStore())))
+    results = scheduler.start(lambda: source.pipe(dedupe(InMemoryLedger())))
 
     assert timeline(results.messages) == [
         (210, ("plan", "p1", 1)),
@@ -216,7 +136,7 @@ def test_dedupe_operator_repeats_are_skipped_or_failed_in_order() -> None:
         on_completed(270),
     )
 
-    results = scheduler.start(lambda: source.pipe(dedupe(InMemoryDedupeStore())))
+    results = scheduler.start(lambda: source.pipe(dedupe(InMemoryLedger())))
 
     assert timeline(results.messages) == [
         (210, ("plan", "p1", 1)),
@@ -227,7 +147,7 @@ def test_dedupe_operator_repeats_are_skipped_or_failed_in_order() -> None:
         (260, ("plan", "p6", 6)),
         (270, "C"),
     ]
-    assert results.messages[0].value.value is first
+    assert results.messages[0].value.value == replace(first, owns_outcome=True)
     assert [m.value.value.payload for m in results.messages[1:5]] == [
         skipped("DUPLICATE_EVENT", "p1", "e1"),
         skipped("DUPLICATE_PLAN", "p1", "e1"),
@@ -303,18 +223,17 @@ def test_dedupe_operator_claims_plan_event_fingerprint_and_receive_time() -> Non
             event_id="e1",
             items_fingerprint=envelope.payload.rebalance_plan.items_fingerprint(),
             received_at=T0,
+            account_id=envelope.payload.rebalance_plan.account_id,
         )
     ]
 
 
 def test_dedupe_operator_prefilled_store_skips_known_event() -> None:
-    store = InMemoryDedupeStore()
-    store.claim(claim("p1", "e1"))
+    store = InMemoryLedger()
+    envelope = validated(planned("p1", ITEMS, event_id="e1"), 1)
+    store.claim(claim_request(envelope, envelope.payload))
     scheduler = TestScheduler()
-    source = scheduler.create_hot_observable(
-        on_next(210, validated(planned("p1", ITEMS, event_id="e1"), 1)),
-        on_completed(240),
-    )
+    source = scheduler.create_hot_observable(on_next(210, envelope), on_completed(240))
 
     results = scheduler.start(lambda: source.pipe(dedupe(store)))
 
@@ -331,7 +250,7 @@ def test_dedupe_operator_same_items_written_differently_are_duplicate_plan() -> 
         on_next(210, first), on_next(220, second), on_completed(240)
     )
 
-    results = scheduler.start(lambda: source.pipe(dedupe(InMemoryDedupeStore())))
+    results = scheduler.start(lambda: source.pipe(dedupe(InMemoryLedger())))
 
     assert first.payload.rebalance_plan.items == second.payload.rebalance_plan.items
     assert timeline(results.messages) == [
@@ -341,17 +260,8 @@ def test_dedupe_operator_same_items_written_differently_are_duplicate_plan() -> 
     ]
 
 
-def test_in_memory_store_event_id_reused_by_another_plan_is_refused() -> None:
-    store = InMemoryDedupeStore()
-    store.claim(PlanClaim("p1", "e1", "f1", T0))
-
-    claim = store.claim(PlanClaim("p2", "e1", "f2", T0))
-
-    assert claim.status is ClaimStatus.EVENT_ID_REUSED
-
-
 def test_dedupe_operator_event_id_reused_by_another_plan_fails_it() -> None:
-    store = InMemoryDedupeStore()
+    store = InMemoryLedger()
     first = validated(planned("p1", ITEMS, event_id="e1"), 1)
     second = validated(planned("p2", ITEMS, event_id="e1"), 2)
 
@@ -366,3 +276,59 @@ def test_dedupe_operator_event_id_reused_by_another_plan_fails_it() -> None:
         False,
         True,
     )
+
+
+def failed_outputs(plan_id: str) -> tuple[Any, ...]:
+    """A plan's outputs when it fails: one WorkflowFailed."""
+    envelope = validated(planned(plan_id, ITEMS, event_id=f"e-{plan_id}"), 1)
+    return disposition_of(envelope.failed(conflict(plan_id, "e0")), T0).outputs
+
+
+class ResumingStore:
+    """A ClaimStore answering as the durable ledger does after a restart."""
+
+    def __init__(self, status: ClaimStatus, outputs: tuple[Any, ...] = ()) -> None:
+        self.status = status
+        self.outputs = outputs
+
+    def claim(self, request: PlanClaim) -> Claim:
+        first_received = T0 - timedelta(minutes=5)
+        return Claim(self.status, request.event_id, first_received, self.outputs)
+
+
+def test_dedupe_operator_resumed_plan_goes_on_timed_from_its_first_receipt() -> None:
+    envelope = validated(planned("p1", ITEMS, event_id="e1"), 1)
+
+    [result] = (
+        reactivex.of(envelope).pipe(dedupe(ResumingStore(ClaimStatus.RESUME)), ops.to_list()).run()
+    )
+
+    assert result.payload == envelope.payload
+    assert result.owns_outcome is True
+    assert result.record.received_at == T0 - timedelta(minutes=5)
+
+
+def test_dedupe_operator_decided_but_unpublished_plan_carries_its_record() -> None:
+    outputs = failed_outputs("p1")
+    envelope = validated(planned("p1", ITEMS, event_id="e1"), 1)
+
+    [result] = (
+        reactivex.of(envelope)
+        .pipe(dedupe(ResumingStore(ClaimStatus.REPUBLISH, outputs)), ops.to_list())
+        .run()
+    )
+
+    assert result.payload == Recorded(outputs)
+    assert result.owns_outcome is True
+
+
+def test_dedupe_operator_redelivery_while_in_flight_here_is_skipped() -> None:
+    store = InMemoryLedger()
+    first = validated(planned("p1", ITEMS, event_id="e1"), 1)
+    again = validated(planned("p1", ITEMS, event_id="e1"), 1)
+
+    results = reactivex.of(first, again).pipe(dedupe(store), ops.to_list()).run()
+
+    assert results[0].owns_outcome is True
+    assert results[1].payload == skipped("DUPLICATE_EVENT", "p1", "e1")
+    assert results[1].owns_outcome is False

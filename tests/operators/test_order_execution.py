@@ -43,6 +43,7 @@ from rebalance_stream.operators.flow import (
 )
 from rebalance_stream.operators.order_execution import (
     ExecutionConfig,
+    OrderRecording,
     PlanOrderExecutor,
     slippage_bps,
 )
@@ -645,3 +646,83 @@ def test_execute_orders_broker_crash_fails_the_plan_and_later_plans_still_run(
         ),
         ReactiveTest.on_completed(250),
     ]
+
+
+# -- recording: intents before orders, terminals after, checkpoints --------------------------
+
+
+class JournalLog:
+    """An OrderJournal and checkpoint that write every call to one shared timeline."""
+
+    def __init__(self) -> None:
+        self.timeline: list[tuple[str, Any]] = []
+
+    def record_intents(self, intents: Any) -> None:
+        self.timeline.append(("intents", [(i.symbol, i.qty, i.expected_price) for i in intents]))
+
+    def record_terminals(self, terminals: Any) -> None:
+        self.timeline.append(("terminals", [(t.client_order_id, t.status) for t in terminals]))
+
+    def checkpoint(self, name: str) -> None:
+        self.timeline.append(("checkpoint", name))
+
+
+def test_executor_records_each_phase_intents_before_sending_and_terminals_after(
+    paper: PaperBroker, clock: FixedClock, sleep: SleepLog
+) -> None:
+    log = JournalLog()
+    recording = OrderRecording(log, log.checkpoint)
+    run = PlanOrderExecutor(paper, ExecutionConfig(), clock, sleep, recording)
+
+    run.execute(plan_of(ROTATION))
+
+    assert log.timeline == [
+        ("intents", [("TQQQ", Decimal(100), Decimal("80.00"))]),
+        ("checkpoint", "before_order"),
+        ("checkpoint", "between_orders"),
+        ("terminals", [(cid("TQQQ", SELL), "filled")]),
+        (
+            "intents",
+            [
+                ("VTI", Decimal(40), Decimal("250.00")),
+                ("GLD", Decimal("26.315789473"), Decimal("190.00")),
+            ],
+        ),
+        ("checkpoint", "before_order"),
+        ("checkpoint", "between_orders"),
+        ("checkpoint", "before_order"),
+        ("checkpoint", "between_orders"),
+        ("terminals", [(cid("VTI", BUY), "filled"), (cid("GLD", BUY), "filled")]),
+        ("checkpoint", "after_orders"),
+    ]
+
+
+def test_executor_adopted_orders_are_not_intended_again_but_their_terminals_are_recorded(
+    paper: PaperBroker, clock: FixedClock, sleep: SleepLog
+) -> None:
+    executor(paper, clock, sleep).execute(plan_of([Trade("VTI", "BUY", "1000.00")]))
+    log = JournalLog()
+    recording = OrderRecording(log, log.checkpoint)
+
+    PlanOrderExecutor(paper, ExecutionConfig(), clock, sleep, recording).execute(
+        plan_of([Trade("VTI", "BUY", "1000.00")])
+    )
+
+    assert log.timeline == [
+        ("terminals", [(cid("VTI", BUY), "filled")]),
+        ("checkpoint", "after_orders"),
+    ]
+
+
+def test_executor_skipped_orders_are_neither_intended_nor_recorded(
+    paper: PaperBroker, clock: FixedClock, sleep: SleepLog
+) -> None:
+    log = JournalLog()
+    recording = OrderRecording(log, log.checkpoint)
+
+    outcome = PlanOrderExecutor(paper, ExecutionConfig(), clock, sleep, recording).execute(
+        plan_of([Trade("VTI", "BUY", "0.50")])
+    )
+
+    assert [o.skip_reason for o in outcome.orders] == [SkipReason.BELOW_MIN_NOTIONAL]
+    assert log.timeline == [("checkpoint", "after_orders")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +14,7 @@ from support import T0, FixedClock, record
 from rebalance_stream.contracts.execution import Scenario
 from rebalance_stream.contracts.outcomes import FailureStep
 from rebalance_stream.contracts.rebalance import RebalancePlan, RebalancePlanned
+from rebalance_stream.ledger.protocol import trading_day
 from rebalance_stream.operators.decode import decode_record
 from rebalance_stream.operators.flow import (
     DecodedDocument,
@@ -39,7 +41,10 @@ MIXED = [
     Trade("IWM", "HOLD", "0"),
 ]
 SELLS_ONLY = [Trade("TQQQ", "SELL", "-800.00"), Trade("IWM", "HOLD", "0")]
-UNLIMITED = RiskLimits(max_order_notional=None, max_plan_notional=None)
+UNLIMITED = RiskLimits(max_order_notional=None, max_plan_notional=None, max_daily_notional=None)
+DAILY_ONLY = RiskLimits(
+    max_order_notional=None, max_plan_notional=None, max_daily_notional=Decimal(5000)
+)
 
 
 def plan(trades: list[Trade]) -> RebalancePlan:
@@ -357,6 +362,54 @@ def test_check_risk_operator_plan_total_over_limit_fails() -> None:
     assert results.messages[0].value.value.payload == denied(
         "NOTIONAL_EXCEEDS_MAX_PER_PLAN", "plan notional 2300.00 above max_plan_notional 2000"
     )
+
+
+def test_evaluate_risk_daily_limit_counts_what_the_account_traded_today() -> None:
+    denial = evaluate_risk(plan(MIXED), DAILY_ONLY, KillSwitch.ACTIVE, Decimal("2700.01"))
+
+    assert denial == RiskDenial(
+        "DAILY_NOTIONAL_EXCEEDED",
+        "account acct-1 traded 2700.01 today; plan notional 2300.00 would exceed "
+        "max_daily_notional 5000",
+    )
+
+
+def test_evaluate_risk_daily_limit_reached_exactly_is_allowed() -> None:
+    assert evaluate_risk(plan(MIXED), DAILY_ONLY, KillSwitch.ACTIVE, Decimal("2700.00")) is None
+
+
+class TradedToday:
+    """A NotionalLedger with a fixed amount per (account, New York day); records the asks."""
+
+    def __init__(self, amounts: dict[tuple[str, date], Decimal]) -> None:
+        self.amounts = amounts
+        self.asked: list[tuple[str, date]] = []
+
+    def notional_used(self, account_id: str, day: date) -> Decimal:
+        self.asked.append((account_id, day))
+        return self.amounts.get((account_id, day), Decimal(0))
+
+
+def test_check_risk_operator_reads_the_days_notional_of_the_plans_account() -> None:
+    scheduler = TestScheduler()
+    new_york_day = trading_day(T0)
+    traded = TradedToday({("acct-1", new_york_day): Decimal(4000)})
+    source = scheduler.create_hot_observable(
+        on_next(210, validated(planned("p1", MIXED), 1)),
+        on_next(220, validated(planned("p2", MIXED, account_id="acct-2"), 2)),
+        on_completed(240),
+    )
+
+    results = scheduler.start(
+        lambda: source.pipe(check_risk(DAILY_ONLY, Switch(), FixedClock(), traded))
+    )
+
+    assert timeline(results.messages) == [
+        (210, ("Failed", "DAILY_NOTIONAL_EXCEEDED", 0)),
+        (220, ("plan", "p2", 0)),
+        (240, "C"),
+    ]
+    assert traded.asked == [("acct-1", new_york_day), ("acct-2", new_york_day)]
 
 
 def test_check_risk_operator_decided_or_settled_inputs_skip_the_kill_switch() -> None:

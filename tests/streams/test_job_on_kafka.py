@@ -14,7 +14,8 @@ from plan_factory import Trade, planned
 from support import paper_account
 
 from rebalance_stream.brokers.paper import PaperBroker
-from rebalance_stream.operators.dedupe import InMemoryDedupeStore
+from rebalance_stream.ledger.memory import InMemoryLedger
+from rebalance_stream.ledger.protocol import Ledger
 from rebalance_stream.operators.flow import Disposition
 from rebalance_stream.streams.runner import EXIT_OK, JobHooks, PlanConsumerJob
 from rebalance_stream.streams.settings import Settings
@@ -63,8 +64,9 @@ def read_all(kafka_broker: str, topic: str, expected: int) -> list[Any]:
 
 
 def run_job_until(
-    settings: Settings, broker: PaperBroker, inputs: int
-) -> tuple[int, list[Disposition]]:
+    settings: Settings, broker: PaperBroker, inputs: int, ledger: Ledger | None = None
+) -> tuple[int, list[Disposition], PlanConsumerJob]:
+    """Run the job on a thread until ``inputs`` dispositions were published, then stop it."""
     seen: list[Disposition] = []
     holder: dict[str, PlanConsumerJob] = {}
 
@@ -73,14 +75,14 @@ def run_job_until(
         if len(seen) == inputs:
             holder["job"].stop()
 
-    job = PlanConsumerJob(settings, broker, InMemoryDedupeStore(), JobHooks(on_disposition))
+    job = PlanConsumerJob(settings, broker, ledger or InMemoryLedger(), JobHooks(on_disposition))
     holder["job"] = job
     result: dict[str, int] = {}
     thread = threading.Thread(target=lambda: result.setdefault("code", job.run()))
     thread.start()
     thread.join(JOB_TIMEOUT_S)
     assert not thread.is_alive(), "the job did not stop"
-    return result["code"], seen
+    return result["code"], seen, job
 
 
 def test_job_on_kafka_fifty_plans_ten_accounts_exact_outputs_and_commits(
@@ -105,11 +107,19 @@ def test_job_on_kafka_fifty_plans_ten_accounts_exact_outputs_and_commits(
     broker = PaperBroker(paper_account(cash="100000.00"))
     broker.start()
 
-    code, dispositions = run_job_until(settings, broker, len(messages))
+    code, dispositions, job = run_job_until(settings, broker, len(messages))
 
     assert code == EXIT_OK
     assert len(dispositions) == len(messages)
     assert sum(1 for d in dispositions if d.mis_keyed) == 1
+    assert job.counts.snapshot() == {
+        "consumed": len(messages),
+        "deduplicated": 1,
+        "mis_keyed": 1,
+        "dead_lettered": 2,
+        "workflow_completed": PLANS + 1,
+        "workflow_failed": 1,
+    }
     traded = read_all(kafka_broker, settings.topic_trade_executed, PLANS + 1)
     completed = read_all(kafka_broker, settings.topic_workflow_completed, PLANS + 1)
     failed = read_all(kafka_broker, settings.topic_workflow_failed, 1)
@@ -125,9 +135,31 @@ def test_job_on_kafka_fifty_plans_ten_accounts_exact_outputs_and_commits(
     assert causations == Counter([f"evt-plan-{i}" for i in range(PLANS)] + ["evt-plan-mis"])
     assert json.loads(failed[0].value)["error_details"]["reason_code"] == "SCHEMA_INVALID"
     assert sorted(r.value for r in dead) == sorted([b"{not json", json.dumps(invalid).encode()])
+    dead_headers = {r.value: dict(r.headers) for r in dead}
+    assert_dead_letter_headers(
+        dead_headers[b"{not json"], "MALFORMED_JSON", "decode", settings.topic_input
+    )
+    assert_dead_letter_headers(
+        dead_headers[json.dumps(invalid).encode()],
+        "SCHEMA_INVALID",
+        "validation",
+        settings.topic_input,
+    )
     assert len(broker.list_orders("rs1-")) == PLANS + 1
     assert committed_offsets(kafka_broker, settings) == end_offsets(kafka_broker, settings)
     broker.close()
+
+
+def assert_dead_letter_headers(
+    headers: dict[str, bytes], reason_code: str, step: str, input_topic: str
+) -> None:
+    assert headers["dlq.error.reason_code"] == reason_code.encode()
+    assert headers["dlq.failure_step"] == step.encode()
+    assert headers["dlq.source.topic"] == input_topic.encode()
+    assert int(headers["dlq.source.partition"]) in range(3)
+    assert int(headers["dlq.source.offset"]) >= 0
+    assert headers["dlq.error.type"]
+    assert headers["dlq.error.message"]
 
 
 def committed_offsets(kafka_broker: str, settings: Settings) -> dict[int, int]:

@@ -95,3 +95,16 @@ def test_offsets_any_ack_order_never_commits_past_an_unacknowledged_offset(
             break
         leading_run.append(offset)
     assert committed == (leading_run[-1] + 1 if leading_run else None)
+
+
+def test_offsets_unacknowledged_counts_only_what_is_not_done_yet() -> None:
+    tracker: OffsetTracker[int] = OffsetTracker()
+    for offset in (4, 5, 7, 8):
+        tracker.receive(0, offset)
+    tracker.receive(1, 0)
+
+    tracker.acknowledge(0, 7)
+    tracker.acknowledge(0, 8)
+    tracker.committable()
+
+    assert (tracker.in_flight(), tracker.unacknowledged()) == (5, 3)

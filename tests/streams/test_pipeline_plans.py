@@ -17,7 +17,7 @@ from rebalance_stream.brokers.paper import PaperBroker
 from rebalance_stream.brokers.protocol import MarketClock
 from rebalance_stream.contracts import client_order_id, derived_event_id
 from rebalance_stream.contracts.execution import OrderSide
-from rebalance_stream.operators.dedupe import InMemoryDedupeStore
+from rebalance_stream.ledger.memory import InMemoryLedger
 from rebalance_stream.operators.flow import Disposition
 from rebalance_stream.operators.market_gate import MarketClockFailure
 from rebalance_stream.operators.risk import KillSwitch
@@ -66,7 +66,7 @@ def run(
     records = [record(document, offset) for offset, document in enumerate(documents)]
     deps = PipelineDependencies(
         broker=broker,
-        dedupe_store=InMemoryDedupeStore(),
+        ledger=InMemoryLedger(),
         kill_switch=lambda: kill_switch,
         clock=clock,
         sleep=clock.advance,

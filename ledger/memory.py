@@ -1,0 +1,109 @@
+"""InMemoryLedger: the ledger for one process's lifetime (simulate, tests, a throwaway run).
+
+It keeps the same rules as the durable ledger, through ``decide_claim``, and forgets everything
+when the process ends. Every undecided plan it knows is in flight in this process, so it never
+answers RESUME.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import date, datetime
+from decimal import Decimal
+
+from rebalance_stream.contracts.outcomes import OutputEvent
+from rebalance_stream.ledger.protocol import (
+    Claim,
+    ClaimStatus,
+    KnownPlan,
+    OrderIntent,
+    OrderTerminal,
+    PlanClaim,
+    PlanOutcome,
+    decide_claim,
+    trading_day,
+)
+
+
+class InMemoryLedger:
+    """A Ledger in dictionaries, behind one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._plans: dict[str, KnownPlan] = {}
+        self._events: dict[str, str] = {}
+        self._intents: dict[str, OrderIntent] = {}
+        self._terminals: dict[str, OrderTerminal] = {}
+
+    def claim(self, request: PlanClaim) -> Claim:
+        with self._lock:
+            known = self._plans.get(request.plan_id)
+            event_plan_id = self._events.get(request.event_id)
+            answer = decide_claim(request, known, event_plan_id, in_flight_here=True)
+            if answer.status is ClaimStatus.NEW:
+                self._plans[request.plan_id] = KnownPlan(
+                    request.plan_id,
+                    request.event_id,
+                    request.items_fingerprint,
+                    request.received_at,
+                )
+            if answer.status is not ClaimStatus.EVENT_ID_REUSED:
+                self._events.setdefault(request.event_id, request.plan_id)
+            return answer
+
+    def record_intents(self, intents: Sequence[OrderIntent]) -> None:
+        with self._lock:
+            for intent in intents:
+                self._intents.setdefault(intent.client_order_id, intent)
+
+    def record_terminals(self, terminals: Sequence[OrderTerminal]) -> None:
+        with self._lock:
+            for terminal in terminals:
+                self._terminals[terminal.client_order_id] = terminal
+
+    def notional_used(self, account_id: str, day: date) -> Decimal:
+        with self._lock:
+            total = Decimal(0)
+            for intent in self._intents.values():
+                if intent.account_id != account_id or trading_day(intent.recorded_at) != day:
+                    continue
+                terminal = self._terminals.get(intent.client_order_id)
+                total += terminal.filled_notional if terminal else intent.expected_notional
+            return total
+
+    def record_outcomes(self, outcomes: Sequence[PlanOutcome]) -> list[tuple[OutputEvent, ...]]:
+        with self._lock:
+            return [self._record_outcome(outcome) for outcome in outcomes]
+
+    def _record_outcome(self, outcome: PlanOutcome) -> tuple[OutputEvent, ...]:
+        known = self._plans.get(outcome.plan_id)
+        if known is None:
+            return outcome.outputs
+        if known.outputs is not None:
+            return known.outputs
+        self._plans[outcome.plan_id] = replace(known, outputs=outcome.outputs)
+        return outcome.outputs
+
+    def mark_acknowledged(self, plan_ids: Sequence[str]) -> None:
+        with self._lock:
+            for plan_id in plan_ids:
+                known = self._plans.get(plan_id)
+                if known is not None and known.outputs is not None:
+                    self._plans[plan_id] = replace(known, acknowledged=True)
+
+    def expire(self, before: datetime) -> int:
+        with self._lock:
+            old = [p for p, known in self._plans.items() if known.first_received_at < before]
+            for plan_id in old:
+                del self._plans[plan_id]
+            gone = set(old)
+            self._events = {e: p for e, p in self._events.items() if p not in gone}
+            for order_id in [o for o, i in self._intents.items() if i.plan_id in gone]:
+                del self._intents[order_id]
+                self._terminals.pop(order_id, None)
+            return len(old)
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,156 @@
+"""record_outcomes: the ledger keeps each plan's outputs before they are published (SPEC 1).
+
+An outcome is decided once: the outputs go on record first, and the record wins over a second
+decision (a plan resumed after a crash whose first outcome was recorded already), so a plan's
+outputs are always the same bytes, however often they are published.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+
+import reactivex
+from reactivex import Observable
+from reactivex import operators as ops
+from reactivex.abc import DisposableBase, ObserverBase, SchedulerBase
+from reactivex.disposable import CompositeDisposable, SerialDisposable
+from reactivex.scheduler import TimeoutScheduler
+
+from rebalance_stream.contracts.outcomes import OutputEvent
+from rebalance_stream.ledger.protocol import OutcomeStore, PlanOutcome
+from rebalance_stream.operators.flow import DeadLetter, Disposition, Op
+
+DEFAULT_MAX_BATCH = 500
+
+
+def _plan_outcome(disposition: Disposition) -> PlanOutcome | None:
+    if not disposition.owns_outcome or disposition.plan_id is None or disposition.not_started:
+        return None
+    events = tuple(o for o in disposition.outputs if not isinstance(o, DeadLetter))
+    if len(events) != len(disposition.outputs):
+        return None
+    return PlanOutcome(disposition.plan_id, events, disposition.decided_at)
+
+
+def settle_outcomes(store: OutcomeStore, batch: Sequence[Disposition]) -> list[Disposition]:
+    """Record the batch's plan outcomes in one write; return the batch with the outputs on record.
+
+    Dispositions that own no plan outcome (dead letters, duplicates) pass through unchanged.
+    """
+    owned = [(index, outcome) for index, d in enumerate(batch) if (outcome := _plan_outcome(d))]
+    settled = list(batch)
+    if not owned:
+        return settled
+    on_record = store.record_outcomes([outcome for _, outcome in owned])
+    for (index, _), outputs in zip(owned, on_record, strict=True):
+        kept: tuple[OutputEvent | DeadLetter, ...] = outputs
+        if kept != settled[index].outputs:
+            settled[index] = replace(settled[index], outputs=kept)
+    return settled
+
+
+def record_outcomes(
+    store: OutcomeStore,
+    window_s: float = 0.0,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    scheduler: SchedulerBase | None = None,
+) -> Op[Disposition, Disposition]:
+    """Put each plan's outputs on record; emit each Disposition with the outputs on record.
+
+    With ``window_s`` 0, one write per disposition, in the caller's thread. Otherwise the
+    dispositions of up to ``window_s`` seconds (at most ``max_batch``) share one write: a
+    group commit that costs at most ``window_s`` of latency. Safe with concurrent upstream
+    threads; nothing is dropped. A failing ledger errors the stream: without a record,
+    publishing could not promise the same bytes twice.
+
+    -d1-d2-d3-|   ->   -d1-d2-d3-|   (d2 resumed a plan recorded before: d2 keeps that record)
+    """
+    if window_s <= 0:
+        return ops.map(lambda disposition: settle_outcomes(store, [disposition])[0])
+
+    def operator(source: Observable[Disposition]) -> Observable[Disposition]:
+        def subscribe(
+            observer: ObserverBase[Disposition], subscribe_scheduler: SchedulerBase | None = None
+        ) -> DisposableBase:
+            timers = scheduler or subscribe_scheduler or TimeoutScheduler.singleton()
+            batcher = _GroupCommit(store, observer, timers, window_s, max_batch)
+            upstream = source.subscribe(
+                batcher.on_next,
+                batcher.on_error,
+                batcher.on_completed,
+                scheduler=subscribe_scheduler,
+            )
+            return CompositeDisposable(upstream, batcher.timer)
+
+        return reactivex.create(subscribe)
+
+    return operator
+
+
+class _GroupCommit:
+    """Collects dispositions and settles them together, when the window ends or it is full."""
+
+    def __init__(
+        self,
+        store: OutcomeStore,
+        observer: ObserverBase[Disposition],
+        timers: SchedulerBase,
+        window_s: float,
+        max_batch: int,
+    ) -> None:
+        self._store = store
+        self._observer = observer
+        self._timers = timers
+        self._window_s = window_s
+        self._max_batch = max_batch
+        self._lock = threading.RLock()
+        self._pending: list[Disposition] = []
+        self._stopped = False
+        self.timer = SerialDisposable()
+
+    def on_next(self, disposition: Disposition) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._pending.append(disposition)
+            if len(self._pending) >= self._max_batch:
+                self._flush()
+            elif len(self._pending) == 1:
+                self.timer.disposable = self._timers.schedule_relative(
+                    self._window_s, lambda _scheduler, _state: self._flush_on_timer()
+                )
+
+    def on_error(self, error: Exception) -> None:
+        with self._lock:
+            if self._flush():
+                self._stopped = True
+                self._observer.on_error(error)
+
+    def on_completed(self) -> None:
+        with self._lock:
+            if self._flush():
+                self._stopped = True
+                self._observer.on_completed()
+
+    def _flush_on_timer(self) -> None:
+        with self._lock:
+            self._flush()
+
+    def _flush(self) -> bool:
+        """Settle and emit what is pending; False when the ledger failed (the stream errored)."""
+        if self._stopped:
+            return False
+        batch, self._pending = self._pending, []
+        if not batch:
+            return True
+        try:
+            settled = settle_outcomes(self._store, batch)
+        except Exception as exc:  # the ledger is gone: no record, so nothing may be published
+            self._stopped = True
+            self._observer.on_error(exc)
+            return False
+        for disposition in settled:
+            self._observer.on_next(disposition)
+        return True

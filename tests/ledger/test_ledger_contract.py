@@ -1,0 +1,589 @@
+"""The Ledger contract, run against both InMemoryLedger and SqliteLedger (SPEC 3.9).
+
+Every ClaimStatus path, first-writer-wins outcomes, notional per account and New York trading
+day, and expiry; then a property: any sequence of operations answers alike on both ledgers.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
+from support import T0
+
+from rebalance_stream.contracts.client_order_id import client_order_id
+from rebalance_stream.contracts.execution import (
+    ExecutionMetadata,
+    ExecutionResult,
+    ExecutionStatus,
+    OrderResult,
+    OrderSide,
+)
+from rebalance_stream.contracts.outcomes import (
+    ErrorDetails,
+    FailureStep,
+    OutputEvent,
+    SourceOffset,
+    TradeExecuted,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowSummary,
+)
+from rebalance_stream.contracts.wire import canonical_json, derived_event_id
+from rebalance_stream.ledger.memory import InMemoryLedger
+from rebalance_stream.ledger.protocol import (
+    Claim,
+    ClaimStatus,
+    Ledger,
+    OrderIntent,
+    OrderTerminal,
+    PlanClaim,
+    PlanOutcome,
+    decode_outputs,
+    encode_outputs,
+)
+from rebalance_stream.ledger.sqlite import SqliteLedger
+
+ACCOUNT = "acct-1"
+ITEMS = "sha256:items-1"
+OTHER_ITEMS = "sha256:items-2"
+DECIDED_AT = T0 + timedelta(seconds=2, milliseconds=345)
+NEW_YORK = ZoneInfo("America/New_York")
+TODAY = date(2026, 11, 30)
+
+
+# -- builders --------------------------------------------------------------------------------
+
+
+def plan_claim(
+    plan_id: str,
+    event_id: str | None = None,
+    *,
+    items: str = ITEMS,
+    received_at: datetime = T0,
+    account_id: str = ACCOUNT,
+) -> PlanClaim:
+    return PlanClaim(plan_id, event_id or f"evt-{plan_id}", items, received_at, account_id)
+
+
+def header(plan_id: str, event_type: str) -> dict[str, Any]:
+    event_id = f"evt-{plan_id}"
+    return {
+        "event_id": derived_event_id(event_id, event_type),
+        "correlation_id": f"corr-{plan_id}",
+        "causation_id": event_id,
+        "event_type": event_type,
+        "timestamp": DECIDED_AT,
+        "source_module": "rebalance_stream",
+        "source_component": "classify_outcome",
+        "metadata": {"note": f"variant for {plan_id}"},
+    }
+
+
+def execution(plan_id: str, filled_qty: str) -> ExecutionResult:
+    """One VTI buy, filled ``filled_qty`` of 40 at 250.00 (exact decimals, trailing zeros)."""
+    filled = Decimal(filled_qty) == Decimal(40)
+    order = OrderResult(
+        symbol="VTI",
+        side=OrderSide.BUY,
+        client_order_id=client_order_id(plan_id, "VTI", OrderSide.BUY),
+        broker_order_id="broker-VTI",
+        planned_qty=Decimal("40.000000000"),
+        filled_qty=Decimal(filled_qty),
+        filled_avg_price=Decimal("250.00"),
+        status="filled" if filled else "canceled",
+        success=filled,
+        submitted_at=T0,
+        filled_at=DECIDED_AT,
+        expected_price=Decimal("249.99"),
+        slippage_bps=Decimal("0.40"),
+    )
+    return ExecutionResult(
+        plan_id=plan_id,
+        correlation_id=f"corr-{plan_id}",
+        status=ExecutionStatus.SUCCESS if filled else ExecutionStatus.FAILURE,
+        success=filled,
+        orders=(order,),
+        orders_placed=1,
+        orders_succeeded=1 if filled else 0,
+        total_trade_value=order.filled_notional,
+        started_at=T0,
+        completed_at=DECIDED_AT,
+        metadata=ExecutionMetadata(timings_ms={"risk": 1, "buys": 4}),
+    )
+
+
+@cache
+def outputs_for(plan_id: str, variant: int = 0) -> tuple[OutputEvent, ...]:
+    """Real outputs of a plan: variant 0 completes it, any other fails it."""
+    result = execution(plan_id, "40" if variant == 0 else f"{variant}.5")
+    traded = TradeExecuted(
+        **header(plan_id, "TradeExecuted"),
+        success=result.success,
+        orders_placed=1,
+        orders_succeeded=result.orders_succeeded,
+        failure_reason=None if result.success else "nothing filled",
+        failed_symbols=() if result.success else ("VTI",),
+        execution_data=result,
+    )
+    if result.success:
+        summary = WorkflowSummary(
+            orders_placed=1,
+            orders_succeeded=1,
+            total_trade_value=result.total_trade_value,
+            plan_id=plan_id,
+        )
+        completed = WorkflowCompleted(
+            **header(plan_id, "WorkflowCompleted"), workflow_duration_ms=2345, summary=summary
+        )
+        return (traded, completed)
+    details = ErrorDetails(
+        original_event_id=f"evt-{plan_id}",
+        original_event_type="RebalancePlanned",
+        error_type="ExecutionFailed",
+        reason_code="PARTIAL_EXECUTION",
+        offset=SourceOffset(topic="rebalance.planned", partition=0, offset=variant),
+    )
+    failed = WorkflowFailed(
+        **header(plan_id, "WorkflowFailed"),
+        failure_reason="nothing filled",
+        failure_step=FailureStep.EXECUTION,
+        error_details=details,
+    )
+    return (traded, failed)
+
+
+def outcome(plan_id: str, variant: int = 0) -> PlanOutcome:
+    return PlanOutcome(plan_id, outputs_for(plan_id, variant), DECIDED_AT)
+
+
+def wire(outputs: tuple[OutputEvent, ...]) -> list[bytes]:
+    return [canonical_json(event) for event in outputs]
+
+
+def intent(
+    plan_id: str,
+    symbol: str = "VTI",
+    qty: str = "40",
+    price: str | None = "250.00",
+    *,
+    account_id: str = ACCOUNT,
+    recorded_at: datetime = T0,
+) -> OrderIntent:
+    order_id = client_order_id(plan_id, symbol, OrderSide.BUY)
+    expected = Decimal(price) if price is not None else None
+    return OrderIntent(
+        plan_id, account_id, order_id, symbol, OrderSide.BUY, Decimal(qty), expected, recorded_at
+    )
+
+
+def terminal(order: OrderIntent, filled_qty: str, price: str | None) -> OrderTerminal:
+    average = Decimal(price) if price is not None else None
+    return OrderTerminal(order.client_order_id, "filled", Decimal(filled_qty), average)
+
+
+def decided(ledger: Ledger, plan_id: str, variant: int = 0) -> None:
+    """Claim a plan and record its outputs."""
+    assert ledger.claim(plan_claim(plan_id)).status is ClaimStatus.NEW
+    ledger.record_outcomes([outcome(plan_id, variant)])
+
+
+# -- fixture ---------------------------------------------------------------------------------
+
+
+def open_memory(_: Path) -> Ledger:
+    return InMemoryLedger()
+
+
+def open_sqlite(directory: Path) -> Ledger:
+    return SqliteLedger(directory / "ledger.sqlite")
+
+
+OPENERS: dict[str, Callable[[Path], Ledger]] = {"memory": open_memory, "sqlite": open_sqlite}
+
+
+@pytest.fixture(params=sorted(OPENERS))
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    opened = OPENERS[request.param](tmp_path)
+    yield opened
+    opened.close()
+
+
+# -- claim: every ClaimStatus ----------------------------------------------------------------
+
+
+def test_claim_unknown_plan_is_new(ledger: Ledger) -> None:
+    answer = ledger.claim(plan_claim("p1"))
+
+    assert answer == Claim(ClaimStatus.NEW, "evt-p1", T0)
+
+
+def test_claim_same_event_while_in_flight_here_is_duplicate_event(ledger: Ledger) -> None:
+    ledger.claim(plan_claim("p1"))
+
+    answer = ledger.claim(plan_claim("p1", received_at=T0 + timedelta(minutes=5)))
+
+    assert answer == Claim(ClaimStatus.DUPLICATE_EVENT, "evt-p1", T0)
+
+
+# RESUME needs a restart, which only the SQLite ledger survives: see test_sqlite_ledger.py.
+
+
+def test_claim_same_event_after_outcome_republishes_exact_outputs(ledger: Ledger) -> None:
+    decided(ledger, "p1")
+
+    answer = ledger.claim(plan_claim("p1", received_at=T0 + timedelta(minutes=5)))
+
+    assert answer.status is ClaimStatus.REPUBLISH
+    assert (answer.first_event_id, answer.first_received_at) == ("evt-p1", T0)
+    assert wire(answer.outputs) == wire(outputs_for("p1"))
+
+
+def test_claim_same_event_after_acknowledgement_is_duplicate_event(ledger: Ledger) -> None:
+    decided(ledger, "p1")
+    ledger.mark_acknowledged(["p1"])
+
+    answer = ledger.claim(plan_claim("p1"))
+
+    assert answer == Claim(ClaimStatus.DUPLICATE_EVENT, "evt-p1", T0)
+
+
+@pytest.mark.parametrize("state", ["claimed", "decided", "acknowledged"])
+def test_claim_other_event_same_items_is_duplicate_plan(ledger: Ledger, state: str) -> None:
+    ledger.claim(plan_claim("p1"))
+    if state != "claimed":
+        ledger.record_outcomes([outcome("p1")])
+    if state == "acknowledged":
+        ledger.mark_acknowledged(["p1"])
+
+    answer = ledger.claim(plan_claim("p1", "evt-p1-again", received_at=T0 + timedelta(hours=1)))
+
+    assert answer == Claim(ClaimStatus.DUPLICATE_PLAN, "evt-p1", T0)
+
+
+def test_claim_duplicate_plans_event_again_is_duplicate_event(ledger: Ledger) -> None:
+    ledger.claim(plan_claim("p1"))
+    ledger.claim(plan_claim("p1", "evt-p1-again"))
+
+    answer = ledger.claim(plan_claim("p1", "evt-p1-again"))
+
+    assert answer == Claim(ClaimStatus.DUPLICATE_EVENT, "evt-p1", T0)
+
+
+@pytest.mark.parametrize("event_id", ["evt-p1", "evt-p1-edited"])
+def test_claim_same_plan_other_items_is_conflict(ledger: Ledger, event_id: str) -> None:
+    ledger.claim(plan_claim("p1"))
+
+    answer = ledger.claim(plan_claim("p1", event_id, items=OTHER_ITEMS))
+
+    assert answer == Claim(ClaimStatus.CONFLICT, "evt-p1", T0)
+
+
+def test_claim_conflicting_event_again_is_duplicate_event(ledger: Ledger) -> None:
+    ledger.claim(plan_claim("p1"))
+    ledger.claim(plan_claim("p1", "evt-p1-edited", items=OTHER_ITEMS))
+
+    answer = ledger.claim(plan_claim("p1", "evt-p1-edited", items=OTHER_ITEMS))
+
+    assert answer == Claim(ClaimStatus.DUPLICATE_EVENT, "evt-p1", T0)
+
+
+def test_claim_first_event_with_other_items_stays_a_conflict(ledger: Ledger) -> None:
+    decided(ledger, "p1")
+    ledger.claim(plan_claim("p1", items=OTHER_ITEMS))
+
+    answer = ledger.claim(plan_claim("p1", items=OTHER_ITEMS))
+
+    assert answer == Claim(ClaimStatus.CONFLICT, "evt-p1", T0)
+
+
+def test_claim_event_id_reused_for_unknown_plan_is_reused_and_claims_nothing(
+    ledger: Ledger,
+) -> None:
+    ledger.claim(plan_claim("p1"))
+    later = T0 + timedelta(minutes=1)
+
+    reused = ledger.claim(plan_claim("p2", "evt-p1", received_at=later))
+    own = ledger.claim(plan_claim("p2", received_at=later))
+
+    assert reused == Claim(ClaimStatus.EVENT_ID_REUSED, "evt-p1", later)
+    assert own == Claim(ClaimStatus.NEW, "evt-p2", later)
+
+
+def test_claim_event_id_reused_for_known_plan_reports_that_plans_first_event(
+    ledger: Ledger,
+) -> None:
+    ledger.claim(plan_claim("p1"))
+    ledger.claim(plan_claim("p2", received_at=T0 + timedelta(minutes=1)))
+
+    answer = ledger.claim(plan_claim("p2", "evt-p1", received_at=T0 + timedelta(minutes=2)))
+
+    assert answer == Claim(ClaimStatus.EVENT_ID_REUSED, "evt-p2", T0 + timedelta(minutes=1))
+
+
+def test_claim_received_at_in_other_zone_is_the_same_instant(ledger: Ledger) -> None:
+    in_new_york = T0.astimezone(NEW_YORK)
+    ledger.claim(plan_claim("p1", received_at=in_new_york))
+
+    answer = ledger.claim(plan_claim("p1"))
+
+    assert answer.first_received_at == T0
+
+
+# -- acknowledgements and outcomes -----------------------------------------------------------
+
+
+def test_mark_acknowledged_before_outcome_is_ignored(ledger: Ledger) -> None:
+    ledger.claim(plan_claim("p1"))
+    ledger.mark_acknowledged(["p1", "never-claimed"])
+    ledger.record_outcomes([outcome("p1")])
+
+    answer = ledger.claim(plan_claim("p1"))
+
+    assert answer.status is ClaimStatus.REPUBLISH
+
+
+def test_record_outcomes_first_writer_wins(ledger: Ledger) -> None:
+    decided(ledger, "p1", variant=0)
+    ledger.claim(plan_claim("p2"))
+
+    on_record = ledger.record_outcomes([outcome("p1", variant=1), outcome("p2", variant=2)])
+
+    assert [wire(outputs) for outputs in on_record] == [
+        wire(outputs_for("p1", 0)),
+        wire(outputs_for("p2", 2)),
+    ]
+    assert wire(ledger.claim(plan_claim("p1")).outputs) == wire(outputs_for("p1", 0))
+
+
+def test_record_outcomes_same_plan_twice_in_one_call_keeps_the_first(ledger: Ledger) -> None:
+    ledger.claim(plan_claim("p1"))
+
+    on_record = ledger.record_outcomes([outcome("p1", variant=0), outcome("p1", variant=3)])
+
+    assert [wire(outputs) for outputs in on_record] == [wire(outputs_for("p1", 0))] * 2
+
+
+def test_record_outcomes_unclaimed_plan_returns_its_outputs_unrecorded(ledger: Ledger) -> None:
+    on_record = ledger.record_outcomes([outcome("ghost", variant=1)])
+
+    assert [wire(outputs) for outputs in on_record] == [wire(outputs_for("ghost", 1))]
+    assert ledger.claim(plan_claim("ghost")).status is ClaimStatus.NEW
+
+
+def test_record_outcomes_empty_returns_empty(ledger: Ledger) -> None:
+    assert ledger.record_outcomes([]) == []
+
+
+# -- orders and notional ---------------------------------------------------------------------
+
+
+def test_notional_used_counts_the_expected_notional_of_open_intents(ledger: Ledger) -> None:
+    ledger.record_intents([intent("p1", "VTI", "40", "250.00"), intent("p1", "GLD", "3", "190.10")])
+
+    assert ledger.notional_used(ACCOUNT, TODAY) == Decimal("10570.30")
+
+
+def test_notional_used_counts_an_intent_without_price_as_zero(ledger: Ledger) -> None:
+    ledger.record_intents([intent("p1", price=None)])
+
+    assert ledger.notional_used(ACCOUNT, TODAY) == Decimal(0)
+
+
+def test_notional_used_replaces_expected_by_filled_notional_once_terminal(ledger: Ledger) -> None:
+    vti, gld = intent("p1", "VTI", "40", "250.00"), intent("p1", "GLD", "3", "190.10")
+    ledger.record_intents([vti, gld])
+
+    ledger.record_terminals([terminal(vti, "20", "251.50"), terminal(gld, "0", None)])
+
+    assert ledger.notional_used(ACCOUNT, TODAY) == Decimal("5030.00")
+
+
+def test_record_intents_first_intent_wins(ledger: Ledger) -> None:
+    ledger.record_intents([intent("p1", qty="40", price="250.00")])
+
+    ledger.record_intents([intent("p1", qty="80", price="999.00")])
+
+    assert ledger.notional_used(ACCOUNT, TODAY) == Decimal("10000.00")
+
+
+def test_record_terminals_last_terminal_wins(ledger: Ledger) -> None:
+    vti = intent("p1")
+    ledger.record_intents([vti])
+    ledger.record_terminals([terminal(vti, "10", "250.00")])
+
+    ledger.record_terminals([terminal(vti, "40", "250.00")])
+
+    assert ledger.notional_used(ACCOUNT, TODAY) == Decimal("10000.00")
+
+
+def test_notional_used_skips_other_accounts_and_other_days(ledger: Ledger) -> None:
+    ledger.record_intents(
+        [
+            intent("p1", "VTI"),
+            intent("p2", "VTI", account_id="acct-2"),
+            intent("p3", "VTI", recorded_at=T0 + timedelta(days=1)),
+        ]
+    )
+
+    assert ledger.notional_used(ACCOUNT, TODAY) == Decimal("10000.00")
+    assert ledger.notional_used("acct-2", TODAY) == Decimal("10000.00")
+    assert ledger.notional_used(ACCOUNT, TODAY + timedelta(days=1)) == Decimal("10000.00")
+    assert ledger.notional_used("acct-3", TODAY) == Decimal(0)
+
+
+def test_notional_used_counts_in_the_new_york_trading_day(ledger: Ledger) -> None:
+    late_evening = datetime(2026, 11, 30, 4, 30, tzinfo=UTC)  # 23:30 on the 29th in New York
+    ledger.record_intents([intent("p1", recorded_at=late_evening)])
+
+    assert ledger.notional_used(ACCOUNT, date(2026, 11, 29)) == Decimal("10000.00")
+    assert ledger.notional_used(ACCOUNT, date(2026, 11, 30)) == Decimal(0)
+
+
+# -- expire ----------------------------------------------------------------------------------
+
+
+def test_expire_forgets_plans_received_before_with_their_events_and_orders(
+    ledger: Ledger,
+) -> None:
+    decided(ledger, "old")
+    old_order = intent("old", "VTI")
+    ledger.record_intents([old_order])
+    ledger.record_terminals([terminal(old_order, "40", "250.00")])
+    later = T0 + timedelta(days=8)
+    ledger.claim(plan_claim("new", received_at=later))
+    ledger.record_intents([intent("new", "GLD", "1", "190.00", recorded_at=later)])
+
+    expired = ledger.expire(T0 + timedelta(days=7))
+
+    assert expired == 1
+    assert ledger.notional_used(ACCOUNT, TODAY) == Decimal(0)
+    assert ledger.claim(plan_claim("other", "evt-old")).status is ClaimStatus.NEW
+    assert ledger.claim(plan_claim("old", "evt-old-again")).status is ClaimStatus.NEW
+    assert ledger.claim(plan_claim("new", "evt-new-again")).status is ClaimStatus.DUPLICATE_PLAN
+    assert ledger.notional_used(ACCOUNT, TODAY + timedelta(days=8)) == Decimal("190.00")
+
+
+def test_expire_keeps_a_plan_received_exactly_at_the_cutoff(ledger: Ledger) -> None:
+    ledger.claim(plan_claim("p1"))
+
+    assert ledger.expire(T0) == 0
+    assert ledger.claim(plan_claim("p1", "evt-p1-again")).status is ClaimStatus.DUPLICATE_PLAN
+
+
+def test_close_twice_is_harmless(ledger: Ledger) -> None:
+    ledger.close()
+
+    ledger.close()
+
+
+# -- properties ------------------------------------------------------------------------------
+
+
+@given(
+    filled_qty=st.decimals(min_value=0, max_value=40, places=9),
+    metadata=st.dictionaries(st.text(max_size=5), st.text(max_size=5) | st.integers(), max_size=3),
+)
+def test_decode_outputs_re_encodes_to_the_stored_bytes(
+    filled_qty: Decimal, metadata: dict[str, Any]
+) -> None:
+    result = execution("p1", format(filled_qty, "f"))
+    traded = TradeExecuted(
+        **{**header("p1", "TradeExecuted"), "metadata": metadata},
+        success=result.success,
+        orders_placed=1,
+        orders_succeeded=result.orders_succeeded,
+        execution_data=result,
+    )
+    stored = encode_outputs([traded, *outputs_for("p1")])
+
+    assert encode_outputs(decode_outputs(stored)) == stored
+
+
+PLANS = st.sampled_from(["p1", "p2", "p3"])
+TIMES = st.sampled_from([T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2)])
+# Mostly the plan's own first event; sometimes a second event of it, or p1's event reused.
+EVENTS = st.sampled_from(["first", "first", "first", "second", "evt-p1"])
+FINGERPRINTS = st.sampled_from([ITEMS, ITEMS, ITEMS, OTHER_ITEMS])
+
+
+def answered(answer: Claim) -> tuple[object, ...]:
+    return (answer.status, answer.first_event_id, answer.first_received_at, wire(answer.outputs))
+
+
+class LedgersAgree(RuleBasedStateMachine):
+    """Both ledgers get the same calls and give the same answers.
+
+    The SQLite ledger may also be flushed and reopened (a restart). A restart forgets which
+    plans are in flight, so an undecided plan's first event resumes it there, once, where the
+    in-memory ledger (never restarted) still has it in flight and answers DUPLICATE_EVENT.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.directory = tempfile.TemporaryDirectory()
+        self.path = Path(self.directory.name) / "ledger.sqlite"
+        self.memory = InMemoryLedger()
+        self.sqlite = SqliteLedger(self.path, synchronous="NORMAL")
+        self.claimed_since_open: set[str] = set()
+
+    @rule(plan_id=PLANS, event=EVENTS, items=FINGERPRINTS, received_at=TIMES)
+    def claim(self, plan_id: str, event: str, items: str, received_at: datetime) -> None:
+        event_id = {"first": f"evt-{plan_id}", "second": f"evt-{plan_id}-2"}.get(event, event)
+        request = plan_claim(plan_id, event_id, items=items, received_at=received_at)
+        durable, memory = self.sqlite.claim(request), self.memory.claim(request)
+        if durable.status is ClaimStatus.RESUME:
+            assert plan_id not in self.claimed_since_open
+            assert answered(replace(durable, status=ClaimStatus.DUPLICATE_EVENT)) == answered(
+                memory
+            )
+        else:
+            assert answered(durable) == answered(memory)
+        if durable.status in {ClaimStatus.NEW, ClaimStatus.RESUME}:
+            self.claimed_since_open.add(plan_id)
+
+    @rule(plan_id=PLANS, variant=st.integers(0, 2))
+    def record_outcome(self, plan_id: str, variant: int) -> None:
+        decided = [outcome(plan_id, variant)]
+        durable, memory = self.sqlite.record_outcomes(decided), self.memory.record_outcomes(decided)
+        assert [wire(outputs) for outputs in durable] == [wire(outputs) for outputs in memory]
+
+    @rule(plan_id=PLANS)
+    def acknowledge(self, plan_id: str) -> None:
+        self.sqlite.mark_acknowledged([plan_id])
+        self.memory.mark_acknowledged([plan_id])
+
+    @rule(before=TIMES)
+    def expire(self, before: datetime) -> None:
+        assert self.sqlite.expire(before) == self.memory.expire(before)
+
+    @rule()
+    def flush(self) -> None:
+        self.sqlite.flush()
+
+    @rule()
+    def restart(self) -> None:
+        self.sqlite.close()
+        self.sqlite = SqliteLedger(self.path, synchronous="NORMAL")
+        self.claimed_since_open.clear()
+
+    def teardown(self) -> None:
+        self.sqlite.close()
+        self.directory.cleanup()
+
+
+def test_ledgers_answer_any_sequence_of_calls_alike() -> None:
+    run_state_machine_as_test(
+        LedgersAgree, settings=settings(max_examples=100, stateful_step_count=30, deadline=None)
+    )

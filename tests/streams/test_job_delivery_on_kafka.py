@@ -1,0 +1,104 @@
+"""Delivery guarantees of the job on the real local Kafka: replay, backpressure, fatal publish."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from plan_factory import Trade, planned
+from support import paper_account
+from test_job_on_kafka import (
+    committed_offsets,
+    end_offsets,
+    publish,
+    read_all,
+    run_job_until,
+    settings_for,
+)
+
+from rebalance_stream.brokers.paper import PaperBroker
+from rebalance_stream.ledger.sqlite import SqliteLedger
+from rebalance_stream.streams.runner import EXIT_OK, EXIT_PUBLISH_FAILED
+
+pytestmark = pytest.mark.kafka
+
+PLANS = 12
+
+
+def plan_messages(count: int, accounts: int = 3) -> list[tuple[bytes | None, bytes]]:
+    plans = [
+        planned(f"plan-{i}", [Trade("VTI", "BUY", "250.00", 1)], account_id=f"acct-{i % accounts}")
+        for i in range(count)
+    ]
+    return [(p["rebalance_plan"]["account_id"].encode(), json.dumps(p).encode()) for p in plans]
+
+
+def test_replay_from_offset_zero_with_the_ledger_places_no_order_and_publishes_nothing(
+    kafka_broker: str, topic_factory: Any, tmp_path: Path
+) -> None:
+    settings = settings_for(kafka_broker, topic_factory)
+    messages = plan_messages(PLANS)
+    publish(kafka_broker, settings.topic_input, messages)
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite")
+    broker = PaperBroker(paper_account(cash="100000.00"))
+    broker.start()
+    first_code, _, _ = run_job_until(settings, broker, PLANS, ledger)
+    ledger.close()
+    orders_after_first = broker.list_orders("rs1-")
+
+    replay = settings.model_copy(update={"group_id": settings.group_id + "-replay"})
+    reopened = SqliteLedger(tmp_path / "ledger.sqlite")
+    code, dispositions, job = run_job_until(replay, broker, PLANS, reopened)
+    reopened.close()
+
+    assert (first_code, code) == (EXIT_OK, EXIT_OK)
+    assert len(orders_after_first) == PLANS
+    assert broker.list_orders("rs1-") == orders_after_first
+    assert [d.outputs for d in dispositions] == [()] * PLANS
+    assert {d.skipped.reason_code for d in dispositions if d.skipped} == {"DUPLICATE_EVENT"}
+    assert job.counts.snapshot() == {"consumed": PLANS, "deduplicated": PLANS}
+    read_all(kafka_broker, settings.topic_trade_executed, PLANS)
+    read_all(kafka_broker, settings.topic_workflow_completed, PLANS)
+    assert committed_offsets(kafka_broker, replay) == end_offsets(kafka_broker, replay)
+    broker.close()
+
+
+def test_backpressure_pauses_the_partitions_and_every_plan_still_completes(
+    kafka_broker: str, topic_factory: Any
+) -> None:
+    settings = settings_for(kafka_broker, topic_factory).model_copy(update={"max_in_flight": 2})
+    publish(kafka_broker, settings.topic_input, plan_messages(PLANS, accounts=1))
+    broker = PaperBroker(paper_account(cash="100000.00", latency_ms=25))
+    broker.start()
+
+    code, dispositions, job = run_job_until(settings, broker, PLANS)
+
+    assert code == EXIT_OK
+    assert job.source.pauses >= 1
+    assert sorted(d.position.offset for d in dispositions) == list(range(PLANS))
+    read_all(kafka_broker, settings.topic_workflow_completed, PLANS)
+    assert committed_offsets(kafka_broker, settings) == end_offsets(kafka_broker, settings)
+    broker.close()
+
+
+def test_an_output_that_cannot_be_published_stops_the_job_non_zero_and_commits_nothing_past_it(
+    kafka_broker: str, topic_factory: Any
+) -> None:
+    settings = settings_for(kafka_broker, topic_factory).model_copy(
+        update={
+            "topic_workflow_completed": "missing-topic-never-created",
+            "producer_max_block_ms": 1500,
+        }
+    )
+    publish(kafka_broker, settings.topic_input, plan_messages(1))
+    broker = PaperBroker(paper_account(cash="100000.00"))
+    broker.start()
+
+    code, dispositions, _ = run_job_until(settings, broker, 1)
+
+    assert code == EXIT_PUBLISH_FAILED
+    assert len(dispositions) == 1
+    assert committed_offsets(kafka_broker, settings) == {0: 0, 1: 0, 2: 0}
+    broker.close()
