@@ -24,6 +24,7 @@ from rebalance_stream.operators.step import guarded
 log = structlog.get_logger(__name__)
 
 STEP = "check_risk"
+CENT = Decimal("0.01")
 
 
 class KillSwitch(StrEnum):
@@ -100,8 +101,9 @@ def _daily_denial(
     total = plan_notional(plan)
     if limit is None or used_today + total <= limit:
         return None
+    used = used_today.quantize(CENT)
     reason = (
-        f"account {plan.account_id} traded {used_today} today; plan notional {total} would "
+        f"account {plan.account_id} traded {used} today; plan notional {total} would "
         f"exceed max_daily_notional {limit}"
     )
     return RiskDenial("DAILY_NOTIONAL_EXCEEDED", reason)

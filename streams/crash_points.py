@@ -42,8 +42,15 @@ def parse_crash_point(spec: str) -> tuple[str, int]:
     return name, passes
 
 
-def crash_hook(spec: str | None) -> Callable[[str], None]:
-    """A checkpoint hook that SIGKILLs the process at the N-th pass; no-op without a spec."""
+def kill_this_process() -> None:
+    """SIGKILL to ourselves: no cleanup, no flush, exactly like an OOM kill or a power cut."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def crash_hook(
+    spec: str | None, kill: Callable[[], None] = kill_this_process
+) -> Callable[[str], None]:
+    """A checkpoint hook that calls ``kill`` at the N-th pass; no-op without a spec."""
     if not spec:
         return no_checkpoint
     target, passes = parse_crash_point(spec)
@@ -58,6 +65,6 @@ def crash_hook(spec: str | None) -> Callable[[str], None]:
             if seen[0] < passes:
                 return
         log.warning("test_crash_point_reached", checkpoint=name, passes=passes)
-        os.kill(os.getpid(), signal.SIGKILL)
+        kill()
 
     return checkpoint

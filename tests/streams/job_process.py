@@ -37,6 +37,8 @@ class JobProcess:
     """One ``rebalance-stream run`` process; its log goes to ``log_path``."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self._log_path = log_path
+        self._log_start = log_path.stat().st_size if log_path.exists() else 0
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-c", RUN_JOB, "run"],
@@ -51,6 +53,18 @@ class JobProcess:
             return self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
             return None
+
+    def wait_for_log(self, event: str, timeout_s: float) -> bool:
+        """True once this process logged ``event`` (a structlog event name)."""
+        marker = f'"event": "{event}"'.encode()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.process.poll() is None:
+            with self._log_path.open("rb") as log:
+                log.seek(self._log_start)
+                if marker in log.read():
+                    return True
+            time.sleep(POLL_S)
+        return False
 
     def signal(self, signum: int) -> None:
         if self.process.poll() is None:

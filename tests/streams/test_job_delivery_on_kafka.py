@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from test_job_on_kafka import (
 )
 
 from rebalance_stream.brokers.paper import PaperBroker
+from rebalance_stream.contracts.outcomes import WorkflowFailed
 from rebalance_stream.ledger.sqlite import SqliteLedger
 from rebalance_stream.streams.runner import EXIT_OK, EXIT_PUBLISH_FAILED
 
@@ -45,15 +47,20 @@ def test_replay_from_offset_zero_with_the_ledger_places_no_order_and_publishes_n
     broker = PaperBroker(paper_account(cash="100000.00"))
     broker.start()
     first_code, _, _ = run_job_until(settings, broker, PLANS, ledger)
+    first_writes = ledger.transactions
     ledger.close()
     orders_after_first = broker.list_orders("rs1-")
 
     replay = settings.model_copy(update={"group_id": settings.group_id + "-replay"})
     reopened = SqliteLedger(tmp_path / "ledger.sqlite")
     code, dispositions, job = run_job_until(replay, broker, PLANS, reopened)
+    replay_writes = reopened.transactions
     reopened.close()
 
     assert (first_code, code) == (EXIT_OK, EXIT_OK)
+    # One order per plan: its intent, its terminal state, and a share of a group commit.
+    assert PLANS < first_writes <= 3 * PLANS
+    assert replay_writes == 1  # the retention sweep at start; duplicates write nothing
     assert len(orders_after_first) == PLANS
     assert broker.list_orders("rs1-") == orders_after_first
     assert [d.outputs for d in dispositions] == [()] * PLANS
@@ -101,4 +108,38 @@ def test_an_output_that_cannot_be_published_stops_the_job_non_zero_and_commits_n
     assert code == EXIT_PUBLISH_FAILED
     assert len(dispositions) == 1
     assert committed_offsets(kafka_broker, settings) == {0: 0, 1: 0, 2: 0}
+    broker.close()
+
+
+def test_daily_notional_limit_holds_across_a_restart(
+    kafka_broker: str, topic_factory: Any, tmp_path: Path
+) -> None:
+    settings = settings_for(kafka_broker, topic_factory).model_copy(
+        update={"max_daily_notional": Decimal(1000)}
+    )
+    buy_400 = [Trade("VTI", "BUY", "400.00", 1)]
+    first_two = [planned(f"plan-{i}", buy_400, account_id="acct-7") for i in range(2)]
+    third = planned("plan-2", buy_400, account_id="acct-7")
+    publish(
+        kafka_broker, settings.topic_input, [(b"acct-7", json.dumps(p).encode()) for p in first_two]
+    )
+    broker = PaperBroker(paper_account(cash="100000.00"))
+    broker.start()
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite")
+    run_job_until(settings, broker, 2, ledger)
+    ledger.close()
+
+    publish(kafka_broker, settings.topic_input, [(b"acct-7", json.dumps(third).encode())])
+    reopened = SqliteLedger(tmp_path / "ledger.sqlite")
+    code, dispositions, _ = run_job_until(settings, broker, 1, reopened)
+    reopened.close()
+
+    assert code == EXIT_OK
+    [failed] = [o for o in dispositions[0].outputs if isinstance(o, WorkflowFailed)]
+    assert failed.error_details.reason_code == "DAILY_NOTIONAL_EXCEEDED"
+    assert failed.failure_reason == (
+        "account acct-7 traded 800.00 today; plan notional 400.00 would exceed "
+        "max_daily_notional 1000"
+    )
+    assert len(broker.list_orders("rs1-")) == 2
     broker.close()

@@ -78,7 +78,7 @@ def run_job_until(
     job = PlanConsumerJob(settings, broker, ledger or InMemoryLedger(), JobHooks(on_disposition))
     holder["job"] = job
     result: dict[str, int] = {}
-    thread = threading.Thread(target=lambda: result.setdefault("code", job.run()))
+    thread = threading.Thread(target=lambda: result.setdefault("code", job.run()), daemon=True)
     thread.start()
     thread.join(JOB_TIMEOUT_S)
     assert not thread.is_alive(), "the job did not stop"

@@ -70,6 +70,7 @@ def test_sigterm_mid_batch_then_restart_decides_every_plan_once_and_orders_once(
     decided_before_restart = len(reader.records[done])
 
     second = JobProcess(env, tmp_path / "job.log")
+    assert second.wait_for_log("partitions_assigned", RUN_TIMEOUT_S)
     all_done = reader.wait_until(lambda r: len(r.records[done]) >= PLANS, RUN_TIMEOUT_S)
     second.signal(signal.SIGTERM)
     second_code = second.wait(STOP_TIMEOUT_S)
