@@ -63,6 +63,11 @@ class InMemoryLedger:
             for terminal in terminals:
                 self._terminals[terminal.client_order_id] = terminal
 
+    def open_intents(self) -> list[OrderIntent]:
+        with self._lock:
+            open_ = [i for i in self._intents.values() if i.client_order_id not in self._terminals]
+            return sorted(open_, key=lambda i: (i.recorded_at, i.client_order_id))
+
     def notional_used(self, account_id: str, day: date) -> Decimal:
         with self._lock:
             total = Decimal(0)

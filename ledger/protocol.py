@@ -191,6 +191,10 @@ class OrderJournal(Protocol):
 
     def record_terminals(self, terminals: Sequence[OrderTerminal]) -> None: ...
 
+    def open_intents(self) -> list[OrderIntent]:
+        """Intents with no terminal state on record, oldest first (for reconciliation)."""
+        ...
+
 
 class NotionalLedger(Protocol):
     """The notional an account traded on a trading day: filled, plus intents still open."""

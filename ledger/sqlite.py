@@ -15,10 +15,10 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from rebalance_stream.contracts.outcomes import OutputEvent
 from rebalance_stream.ledger.protocol import (
@@ -30,176 +30,38 @@ from rebalance_stream.ledger.protocol import (
     PlanClaim,
     PlanOutcome,
     decide_claim,
-    decode_outputs,
-    encode_outputs,
-    trading_day,
+)
+from rebalance_stream.ledger.sqlite_schema import (
+    ACKNOWLEDGE,
+    BUSY_TIMEOUT_S,
+    CLAIMED,
+    DEFAULT_MAX_PENDING,
+    INSERT_EVENT,
+    INSERT_INTENT,
+    INSERT_PLAN,
+    SCHEMA_VERSION,
+    SELECT_NOTIONAL,
+    SELECT_OPEN_INTENTS,
+    SELECT_PLAN,
+    SYNCHRONOUS,
+    UPSERT_TERMINAL,
+    LedgerError,
+    LedgerSchemaError,
+    configure,
+    expire_rows,
+    intent_of_row,
+    intent_row,
+    known_plan,
+    migrate,
+    record_outcome,
+    row_notional,
+    terminal_row,
+    timestamp_text,
 )
 
-SCHEMA_VERSION = 1
-BUSY_TIMEOUT_S = 5.0
-DEFAULT_MAX_PENDING = 10_000
-"""Buffered rows (claims, event_ids, acknowledgements) that force a flush."""
+__all__ = ["SCHEMA_VERSION", "LedgerError", "LedgerSchemaError", "SqliteLedger"]
 
 _T = TypeVar("_T")
-_CLAIMED = frozenset({ClaimStatus.NEW, ClaimStatus.RESUME})
-_SYNCHRONOUS = {"FULL": "PRAGMA synchronous=FULL", "NORMAL": "PRAGMA synchronous=NORMAL"}
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS plans (
-        plan_id TEXT PRIMARY KEY, first_event_id TEXT NOT NULL, items_fingerprint TEXT NOT NULL,
-        account_id TEXT NOT NULL, first_received_at TEXT NOT NULL, outputs BLOB,
-        decided_at TEXT, acknowledged INTEGER NOT NULL DEFAULT 0)""",
-    "CREATE INDEX IF NOT EXISTS plans_by_received_at ON plans (first_received_at)",
-    "CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, plan_id TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS events_by_plan ON events (plan_id)",
-    """CREATE TABLE IF NOT EXISTS intents (
-        client_order_id TEXT PRIMARY KEY, plan_id TEXT NOT NULL, account_id TEXT NOT NULL,
-        trading_day TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, qty TEXT NOT NULL,
-        expected_price TEXT, recorded_at TEXT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS intents_by_account_day ON intents (account_id, trading_day)",
-    "CREATE INDEX IF NOT EXISTS intents_by_plan ON intents (plan_id)",
-    """CREATE TABLE IF NOT EXISTS terminals (
-        client_order_id TEXT PRIMARY KEY, status TEXT NOT NULL, filled_qty TEXT NOT NULL,
-        filled_avg_price TEXT)""",
-)
-_SET_VERSION = f"PRAGMA user_version={SCHEMA_VERSION}"
-
-_SELECT_PLAN = (
-    "SELECT first_event_id, items_fingerprint, first_received_at, outputs, acknowledged"
-    " FROM plans WHERE plan_id = ?"
-)
-_INSERT_PLAN = (
-    "INSERT INTO plans (plan_id, first_event_id, items_fingerprint, account_id,"
-    " first_received_at, acknowledged) VALUES (?, ?, ?, ?, ?, 0)"
-)
-_INSERT_EVENT = "INSERT INTO events (event_id, plan_id) VALUES (?, ?)"
-_ACKNOWLEDGE = "UPDATE plans SET acknowledged = 1 WHERE plan_id = ? AND outputs IS NOT NULL"
-# First intent wins and the last terminal wins, as in memory.
-_INSERT_INTENT = (
-    "INSERT OR IGNORE INTO intents (client_order_id, plan_id, account_id, trading_day, symbol,"
-    " side, qty, expected_price, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_UPSERT_TERMINAL = (
-    "INSERT INTO terminals (client_order_id, status, filled_qty, filled_avg_price)"
-    " VALUES (?, ?, ?, ?) ON CONFLICT (client_order_id) DO UPDATE SET status = excluded.status,"
-    " filled_qty = excluded.filled_qty, filled_avg_price = excluded.filled_avg_price"
-)
-_RECORD_OUTPUTS = (
-    "UPDATE plans SET outputs = ?, decided_at = ? WHERE plan_id = ? AND outputs IS NULL"
-)
-_SELECT_NOTIONAL = (
-    "SELECT i.qty, i.expected_price, t.client_order_id, t.filled_qty, t.filled_avg_price"
-    " FROM intents AS i LEFT JOIN terminals AS t ON t.client_order_id = i.client_order_id"
-    " WHERE i.account_id = ? AND i.trading_day = ?"
-)
-_EXPIRE = (
-    "DELETE FROM terminals WHERE client_order_id IN (SELECT client_order_id FROM intents"
-    " WHERE plan_id IN (SELECT plan_id FROM plans WHERE first_received_at < ?))",
-    "DELETE FROM intents WHERE plan_id IN (SELECT plan_id FROM plans WHERE first_received_at < ?)",
-    "DELETE FROM events WHERE plan_id IN (SELECT plan_id FROM plans WHERE first_received_at < ?)",
-)
-_EXPIRE_PLANS = "DELETE FROM plans WHERE first_received_at < ? RETURNING plan_id"
-
-
-class LedgerError(Exception):
-    """The ledger file cannot be used."""
-
-
-class LedgerSchemaError(LedgerError):
-    """The ledger file has a schema version this code does not know."""
-
-
-def _timestamp(at: datetime) -> str:
-    """Fixed-width ISO-8601 in UTC, so that text order is time order. Naive is refused."""
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError(f"ledger timestamps must be timezone-aware, got {at!r}")
-    return at.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _text(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
-
-
-def _notional(qty: str, price: str | None) -> Decimal:
-    return Decimal(qty) * Decimal(price) if price is not None else Decimal(0)
-
-
-def _row_notional(row: tuple[Any, ...]) -> Decimal:
-    """A terminal's filled notional when the order is terminal, else the intent's expected."""
-    qty, expected_price, terminal_id, filled_qty, filled_avg_price = row
-    if terminal_id is not None:
-        return _notional(filled_qty, filled_avg_price)
-    return _notional(qty, expected_price)
-
-
-def _intent_row(intent: OrderIntent) -> tuple[str | None, ...]:
-    return (
-        intent.client_order_id,
-        intent.plan_id,
-        intent.account_id,
-        trading_day(intent.recorded_at).isoformat(),
-        intent.symbol,
-        str(intent.side),
-        _text(intent.qty),
-        _text(intent.expected_price),
-        _timestamp(intent.recorded_at),
-    )
-
-
-def _terminal_row(terminal: OrderTerminal) -> tuple[str | None, ...]:
-    t = terminal
-    return (t.client_order_id, t.status, _text(t.filled_qty), _text(t.filled_avg_price))
-
-
-def _known_plan(plan_id: str, row: tuple[Any, ...]) -> KnownPlan:
-    first_event_id, fingerprint, received_at, stored, acknowledged = row
-    outputs = decode_outputs(stored) if stored is not None else None
-    received = datetime.fromisoformat(received_at).astimezone(UTC)
-    return KnownPlan(plan_id, first_event_id, fingerprint, received, outputs, bool(acknowledged))
-
-
-def _record_outcome(
-    connection: sqlite3.Connection, outcome: PlanOutcome
-) -> tuple[OutputEvent, ...]:
-    """Record one plan's outputs unless some are on record; return those on record."""
-    row = connection.execute("SELECT outputs FROM plans WHERE plan_id = ?", (outcome.plan_id,))
-    found = row.fetchone()
-    if found is None:
-        return outcome.outputs
-    if found[0] is not None:
-        return decode_outputs(found[0])
-    values = (encode_outputs(outcome.outputs), _timestamp(outcome.decided_at), outcome.plan_id)
-    connection.execute(_RECORD_OUTPUTS, values)
-    return outcome.outputs
-
-
-def _expire(connection: sqlite3.Connection, cutoff: str) -> list[str]:
-    for statement in _EXPIRE:
-        connection.execute(statement, (cutoff,))
-    return [str(row[0]) for row in connection.execute(_EXPIRE_PLANS, (cutoff,)).fetchall()]
-
-
-def _configure(connection: sqlite3.Connection, synchronous: str) -> None:
-    mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        raise LedgerError(f"journal_mode is {mode!r}, the ledger needs a file in WAL mode")
-    connection.execute(synchronous)
-
-
-def _migrate(connection: sqlite3.Connection) -> None:
-    """Create the tables of schema version 1; refuse a file written by a newer version."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        version = int(connection.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise LedgerSchemaError(f"ledger schema {version} is newer than {SCHEMA_VERSION}")
-        for statement in _SCHEMA:
-            connection.execute(statement)
-        connection.execute(_SET_VERSION)
-        connection.execute("COMMIT")
-    except BaseException:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
 
 
 @dataclass
@@ -224,9 +86,9 @@ class _Pending:
 
     def write(self, connection: sqlite3.Connection) -> None:
         """Plans, then event_ids, then acknowledgements: an ack needs recorded outputs."""
-        connection.executemany(_INSERT_PLAN, [row for _, row in self.plans.values()])
-        connection.executemany(_INSERT_EVENT, self.events.items())
-        connection.executemany(_ACKNOWLEDGE, [(plan_id,) for plan_id in self.acks])
+        connection.executemany(INSERT_PLAN, [row for _, row in self.plans.values()])
+        connection.executemany(INSERT_EVENT, self.events.items())
+        connection.executemany(ACKNOWLEDGE, [(plan_id,) for plan_id in self.acks])
 
 
 class SqliteLedger:
@@ -242,7 +104,7 @@ class SqliteLedger:
         synchronous: str = "FULL",
         max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
-        pragma = _SYNCHRONOUS.get(synchronous.upper())
+        pragma = SYNCHRONOUS.get(synchronous.upper())
         if pragma is None:
             raise ValueError(f"synchronous must be FULL or NORMAL, got {synchronous!r}")
         self.path = Path(path)
@@ -257,8 +119,8 @@ class SqliteLedger:
             self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
         try:
-            _configure(self._connection, pragma)
-            _migrate(self._connection)
+            configure(self._connection, pragma)
+            migrate(self._connection)
         except BaseException:
             self._connection.close()
             raise
@@ -273,13 +135,13 @@ class SqliteLedger:
         A plan claimed NEW or RESUME here is in flight until its outcome is recorded: another
         copy of its first event is then a duplicate, while after a restart it resumes once.
         """
-        received_at = _timestamp(request.received_at)
+        received_at = timestamp_text(request.received_at)
         with self._lock:
             known = self._known(request.plan_id)
             event_plan_id = self._event_plan_id(request.event_id)
             in_flight = request.plan_id in self._in_flight
             answer = decide_claim(request, known, event_plan_id, in_flight_here=in_flight)
-            if answer.status in _CLAIMED:
+            if answer.status in CLAIMED:
                 self._in_flight.add(request.plan_id)
             if answer.status is ClaimStatus.NEW:
                 self._pending.add_claim(request, received_at)
@@ -290,23 +152,29 @@ class SqliteLedger:
 
     def record_intents(self, intents: Sequence[OrderIntent]) -> None:
         """Write the buffered claims and the intents in one transaction; durable on return."""
-        rows = [_intent_row(intent) for intent in intents]
+        rows = [intent_row(intent) for intent in intents]
         with self._lock:
             if rows or self._pending:
-                self._transaction(lambda connection: connection.executemany(_INSERT_INTENT, rows))
+                self._transaction(lambda connection: connection.executemany(INSERT_INTENT, rows))
 
     def record_terminals(self, terminals: Sequence[OrderTerminal]) -> None:
         """Write the buffered rows and the terminals in one transaction; the last one wins."""
-        rows = [_terminal_row(terminal) for terminal in terminals]
+        rows = [terminal_row(terminal) for terminal in terminals]
         with self._lock:
             if rows or self._pending:
-                self._transaction(lambda connection: connection.executemany(_UPSERT_TERMINAL, rows))
+                self._transaction(lambda connection: connection.executemany(UPSERT_TERMINAL, rows))
 
     def notional_used(self, account_id: str, day: date) -> Decimal:
         """Summed exactly in Decimal: filled notional of terminal orders, else expected."""
         with self._lock:
-            rows = self._connection.execute(_SELECT_NOTIONAL, (account_id, day.isoformat()))
-            return sum((_row_notional(row) for row in rows.fetchall()), Decimal(0))
+            rows = self._connection.execute(SELECT_NOTIONAL, (account_id, day.isoformat()))
+            return sum((row_notional(row) for row in rows.fetchall()), Decimal(0))
+
+    def open_intents(self) -> list[OrderIntent]:
+        """Intents with no terminal state on record, oldest first."""
+        with self._lock:
+            rows = self._connection.execute(SELECT_OPEN_INTENTS).fetchall()
+            return [intent_of_row(row) for row in rows]
 
     def record_outcomes(self, outcomes: Sequence[PlanOutcome]) -> list[tuple[OutputEvent, ...]]:
         """Write the buffered rows and the outcomes in one transaction, first writer wins."""
@@ -314,7 +182,7 @@ class SqliteLedger:
             if not outcomes and not self._pending:
                 return []
             on_record = self._transaction(
-                lambda connection: [_record_outcome(connection, o) for o in outcomes]
+                lambda connection: [record_outcome(connection, o) for o in outcomes]
             )
             self._in_flight.difference_update(outcome.plan_id for outcome in outcomes)
             return on_record
@@ -327,9 +195,9 @@ class SqliteLedger:
 
     def expire(self, before: datetime) -> int:
         """Flush, then forget plans first received before ``before`` with their rows."""
-        cutoff = _timestamp(before)
+        cutoff = timestamp_text(before)
         with self._lock:
-            expired = self._transaction(lambda connection: _expire(connection, cutoff))
+            expired = self._transaction(lambda connection: expire_rows(connection, cutoff))
             self._in_flight.difference_update(expired)
             return len(expired)
 
@@ -353,10 +221,10 @@ class SqliteLedger:
         pending = self._pending.plans.get(plan_id)
         if pending is not None:
             return pending[0]
-        row = self._connection.execute(_SELECT_PLAN, (plan_id,)).fetchone()
+        row = self._connection.execute(SELECT_PLAN, (plan_id,)).fetchone()
         if row is None:
             return None
-        known = _known_plan(plan_id, row)
+        known = known_plan(plan_id, row)
         # Outputs change only in a transaction, which also writes the buffered acks first.
         if known.outputs is not None and plan_id in self._pending.acks:
             return replace(known, acknowledged=True)

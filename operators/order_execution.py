@@ -59,6 +59,9 @@ class UnrecordedOrders:
     def record_terminals(self, terminals: Sequence[OrderTerminal]) -> None:
         """Keep nothing."""
 
+    def open_intents(self) -> list[OrderIntent]:
+        return []
+
 
 def no_checkpoint(name: str) -> None:
     """Production's checkpoint: nothing happens."""

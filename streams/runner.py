@@ -2,7 +2,8 @@
 
 ``run()`` blocks until ``stop()`` (SIGINT/SIGTERM in the CLI) or a fatal error. It returns the
 process exit code: 0 after a clean stop, 1 when an output could not be published, 2 when the
-stream failed (the consumer or the ledger).
+stream failed (the consumer or the ledger), 3 when startup reconciliation with the broker failed
+(the job never consumed).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from rebalance_stream.streams.pipeline import (
     process_rebalance_plans,
     utc_now,
 )
+from rebalance_stream.streams.reconcile import ReconciliationFailed, reconcile_orders
 from rebalance_stream.streams.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -41,6 +43,7 @@ log = structlog.get_logger(__name__)
 EXIT_OK = 0
 EXIT_PUBLISH_FAILED = 1
 EXIT_SOURCE_FAILED = 2
+EXIT_NOT_READY = 3
 ACCOUNT_LANES = 8
 BEFORE_PUBLISH = "before_publish"
 BEFORE_COMMIT = "before_commit"
@@ -116,6 +119,11 @@ class PlanConsumerJob:
     def run(self) -> int:
         settings = self._settings
         expired = self._ledger.expire(utc_now() - timedelta(days=settings.ledger_retention_days))
+        try:
+            reconcile_orders(self._broker, self._ledger)
+        except ReconciliationFailed as exc:
+            log.error("job_not_ready", reason=str(exc))
+            return EXIT_NOT_READY
         producer: Any = make_producer(settings)
         publisher = OutcomePublisher(
             KafkaRecordSender(producer),

@@ -410,6 +410,20 @@ def test_notional_used_replaces_expected_by_filled_notional_once_terminal(ledger
     assert ledger.notional_used(ACCOUNT, TODAY) == Decimal("5030.00")
 
 
+def test_open_intents_are_those_without_a_terminal_state_oldest_first(ledger: Ledger) -> None:
+    later = T0 + timedelta(seconds=1)
+    vti, gld = intent("p1", "VTI"), intent("p1", "GLD", "3", "190.10", recorded_at=later)
+    spy = intent("p2", "SPY", "2", "0.4567")
+    ledger.record_intents([gld, vti])
+    ledger.record_intents([spy])
+
+    ledger.record_terminals([terminal(vti, "40", "250.00")])
+
+    assert ledger.open_intents() == sorted(
+        [gld, spy], key=lambda i: (i.recorded_at, i.client_order_id)
+    )
+
+
 def test_record_intents_first_intent_wins(ledger: Ledger) -> None:
     ledger.record_intents([intent("p1", qty="40", price="250.00")])
 

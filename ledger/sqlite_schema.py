@@ -1,0 +1,213 @@
+"""The SQLite ledger's schema, statements and row conversions (schema version 1).
+
+Decimals are stored as exact text and timestamps as fixed-width UTC ISO text, so that text order
+is time order. ``migrate`` creates the tables and refuses a file from a newer version.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from rebalance_stream.contracts.execution import OrderSide
+from rebalance_stream.contracts.outcomes import OutputEvent
+from rebalance_stream.ledger.protocol import (
+    ClaimStatus,
+    KnownPlan,
+    OrderIntent,
+    OrderTerminal,
+    PlanOutcome,
+    decode_outputs,
+    encode_outputs,
+    trading_day,
+)
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 5.0
+DEFAULT_MAX_PENDING = 10_000
+"""Buffered rows (claims, event_ids, acknowledgements) that force a flush."""
+
+CLAIMED = frozenset({ClaimStatus.NEW, ClaimStatus.RESUME})
+SYNCHRONOUS = {"FULL": "PRAGMA synchronous=FULL", "NORMAL": "PRAGMA synchronous=NORMAL"}
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS plans (
+        plan_id TEXT PRIMARY KEY, first_event_id TEXT NOT NULL, items_fingerprint TEXT NOT NULL,
+        account_id TEXT NOT NULL, first_received_at TEXT NOT NULL, outputs BLOB,
+        decided_at TEXT, acknowledged INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX IF NOT EXISTS plans_by_received_at ON plans (first_received_at)",
+    "CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, plan_id TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS events_by_plan ON events (plan_id)",
+    """CREATE TABLE IF NOT EXISTS intents (
+        client_order_id TEXT PRIMARY KEY, plan_id TEXT NOT NULL, account_id TEXT NOT NULL,
+        trading_day TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, qty TEXT NOT NULL,
+        expected_price TEXT, recorded_at TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS intents_by_account_day ON intents (account_id, trading_day)",
+    "CREATE INDEX IF NOT EXISTS intents_by_plan ON intents (plan_id)",
+    """CREATE TABLE IF NOT EXISTS terminals (
+        client_order_id TEXT PRIMARY KEY, status TEXT NOT NULL, filled_qty TEXT NOT NULL,
+        filled_avg_price TEXT)""",
+)
+SET_VERSION = f"PRAGMA user_version={SCHEMA_VERSION}"
+
+SELECT_PLAN = (
+    "SELECT first_event_id, items_fingerprint, first_received_at, outputs, acknowledged"
+    " FROM plans WHERE plan_id = ?"
+)
+INSERT_PLAN = (
+    "INSERT INTO plans (plan_id, first_event_id, items_fingerprint, account_id,"
+    " first_received_at, acknowledged) VALUES (?, ?, ?, ?, ?, 0)"
+)
+INSERT_EVENT = "INSERT INTO events (event_id, plan_id) VALUES (?, ?)"
+ACKNOWLEDGE = "UPDATE plans SET acknowledged = 1 WHERE plan_id = ? AND outputs IS NOT NULL"
+# First intent wins and the last terminal wins, as in memory.
+INSERT_INTENT = (
+    "INSERT OR IGNORE INTO intents (client_order_id, plan_id, account_id, trading_day, symbol,"
+    " side, qty, expected_price, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+UPSERT_TERMINAL = (
+    "INSERT INTO terminals (client_order_id, status, filled_qty, filled_avg_price)"
+    " VALUES (?, ?, ?, ?) ON CONFLICT (client_order_id) DO UPDATE SET status = excluded.status,"
+    " filled_qty = excluded.filled_qty, filled_avg_price = excluded.filled_avg_price"
+)
+RECORD_OUTPUTS = (
+    "UPDATE plans SET outputs = ?, decided_at = ? WHERE plan_id = ? AND outputs IS NULL"
+)
+SELECT_NOTIONAL = (
+    "SELECT i.qty, i.expected_price, t.client_order_id, t.filled_qty, t.filled_avg_price"
+    " FROM intents AS i LEFT JOIN terminals AS t ON t.client_order_id = i.client_order_id"
+    " WHERE i.account_id = ? AND i.trading_day = ?"
+)
+SELECT_OPEN_INTENTS = (
+    "SELECT i.plan_id, i.account_id, i.client_order_id, i.symbol, i.side, i.qty,"
+    " i.expected_price, i.recorded_at FROM intents AS i LEFT JOIN terminals AS t"
+    " ON t.client_order_id = i.client_order_id WHERE t.client_order_id IS NULL"
+    " ORDER BY i.recorded_at, i.client_order_id"
+)
+EXPIRE_ROWS = (
+    "DELETE FROM terminals WHERE client_order_id IN (SELECT client_order_id FROM intents"
+    " WHERE plan_id IN (SELECT plan_id FROM plans WHERE first_received_at < ?))",
+    "DELETE FROM intents WHERE plan_id IN (SELECT plan_id FROM plans WHERE first_received_at < ?)",
+    "DELETE FROM events WHERE plan_id IN (SELECT plan_id FROM plans WHERE first_received_at < ?)",
+)
+EXPIRE_PLANS = "DELETE FROM plans WHERE first_received_at < ? RETURNING plan_id"
+
+
+class LedgerError(Exception):
+    """The ledger file cannot be used."""
+
+
+class LedgerSchemaError(LedgerError):
+    """The ledger file has a schema version this code does not know."""
+
+
+def timestamp_text(at: datetime) -> str:
+    """Fixed-width ISO-8601 in UTC, so that text order is time order. Naive is refused."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"ledger timestamps must be timezone-aware, got {at!r}")
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def decimal_text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def notional(qty: str, price: str | None) -> Decimal:
+    return Decimal(qty) * Decimal(price) if price is not None else Decimal(0)
+
+
+def row_notional(row: tuple[Any, ...]) -> Decimal:
+    """A terminal's filled notional when the order is terminal, else the intent's expected."""
+    qty, expected_price, terminal_id, filled_qty, filled_avg_price = row
+    if terminal_id is not None:
+        return notional(filled_qty, filled_avg_price)
+    return notional(qty, expected_price)
+
+
+def intent_row(intent: OrderIntent) -> tuple[str | None, ...]:
+    return (
+        intent.client_order_id,
+        intent.plan_id,
+        intent.account_id,
+        trading_day(intent.recorded_at).isoformat(),
+        intent.symbol,
+        str(intent.side),
+        decimal_text(intent.qty),
+        decimal_text(intent.expected_price),
+        timestamp_text(intent.recorded_at),
+    )
+
+
+def intent_of_row(row: tuple[Any, ...]) -> OrderIntent:
+    plan_id, account_id, client_order_id, symbol, side, qty, price, recorded_at = row
+    return OrderIntent(
+        plan_id=plan_id,
+        account_id=account_id,
+        client_order_id=client_order_id,
+        symbol=symbol,
+        side=OrderSide(side),
+        qty=Decimal(qty),
+        expected_price=Decimal(price) if price is not None else None,
+        recorded_at=datetime.fromisoformat(recorded_at).astimezone(UTC),
+    )
+
+
+def terminal_row(terminal: OrderTerminal) -> tuple[str | None, ...]:
+    t = terminal
+    return (
+        t.client_order_id,
+        t.status,
+        decimal_text(t.filled_qty),
+        decimal_text(t.filled_avg_price),
+    )
+
+
+def known_plan(plan_id: str, row: tuple[Any, ...]) -> KnownPlan:
+    first_event_id, fingerprint, received_at, stored, acknowledged = row
+    outputs = decode_outputs(stored) if stored is not None else None
+    received = datetime.fromisoformat(received_at).astimezone(UTC)
+    return KnownPlan(plan_id, first_event_id, fingerprint, received, outputs, bool(acknowledged))
+
+
+def record_outcome(connection: sqlite3.Connection, outcome: PlanOutcome) -> tuple[OutputEvent, ...]:
+    """Record one plan's outputs unless some are on record; return those on record."""
+    row = connection.execute("SELECT outputs FROM plans WHERE plan_id = ?", (outcome.plan_id,))
+    found = row.fetchone()
+    if found is None:
+        return outcome.outputs
+    if found[0] is not None:
+        return decode_outputs(found[0])
+    values = (encode_outputs(outcome.outputs), timestamp_text(outcome.decided_at), outcome.plan_id)
+    connection.execute(RECORD_OUTPUTS, values)
+    return outcome.outputs
+
+
+def expire_rows(connection: sqlite3.Connection, cutoff: str) -> list[str]:
+    for statement in EXPIRE_ROWS:
+        connection.execute(statement, (cutoff,))
+    return [str(row[0]) for row in connection.execute(EXPIRE_PLANS, (cutoff,)).fetchall()]
+
+
+def configure(connection: sqlite3.Connection, synchronous: str) -> None:
+    mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise LedgerError(f"journal_mode is {mode!r}, the ledger needs a file in WAL mode")
+    connection.execute(synchronous)
+
+
+def migrate(connection: sqlite3.Connection) -> None:
+    """Create the tables of schema version 1; refuse a file written by a newer version."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise LedgerSchemaError(f"ledger schema {version} is newer than {SCHEMA_VERSION}")
+        for statement in SCHEMA:
+            connection.execute(statement)
+        connection.execute(SET_VERSION)
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
