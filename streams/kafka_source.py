@@ -34,12 +34,19 @@ IDLE_WAIT_S = 0.05
 
 @dataclass(frozen=True, slots=True)
 class SourceOptions:
-    """Limits of the source. ``before_commit`` runs before each commit (a crash-test hook)."""
+    """Limits of the source. ``before_commit`` runs before each commit (a crash-test hook).
+
+    With ``commit_offsets`` False (exactly_once), the source commits nothing itself: offsets
+    go into the producer's transactions, and an acknowledgement only frees the offset.
+    ``on_revoked`` runs first in the revocation callback, on the polling thread.
+    """
 
     max_in_flight: int = 1000
     poll_timeout_ms: int = 200
     shutdown_deadline_s: float = 30.0
     before_commit: Callable[[], None] = lambda: None
+    commit_offsets: bool = True
+    on_revoked: Callable[[list[Any]], None] = lambda _partitions: None
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -73,6 +80,9 @@ class KafkaPlanSource:
         self._poll_timeout_ms = options.poll_timeout_ms
         self._shutdown_deadline_s = options.shutdown_deadline_s
         self._before_commit = options.before_commit
+        self._commit_offsets = options.commit_offsets
+        self._on_revoked = options.on_revoked
+        self._group_metadata: Any = None
         self._acks: queue.SimpleQueue[tuple[bool, SourcePosition]] = queue.SimpleQueue()
         self._released = 0
         self._stopping = threading.Event()
@@ -99,6 +109,10 @@ class KafkaPlanSource:
 
     def is_stopping(self) -> bool:
         return self._stopping.is_set()
+
+    def group_metadata(self) -> Any:
+        """The consumer's group metadata as of the last poll (for KIP-447 fencing)."""
+        return self._group_metadata
 
     def fail(self, position: SourcePosition, error: BaseException) -> None:
         """Thread-safe: an output of this input could not be published. Stops the source."""
@@ -127,6 +141,7 @@ class KafkaPlanSource:
 
     def handle_revoked(self, revoked: list[Any]) -> None:
         """On the polling thread, inside poll(): commit what is done, forget the rest."""
+        self._on_revoked(revoked)
         self._drain_acks()
         self._commit()
         self._tracker.forget(revoked)
@@ -152,6 +167,7 @@ class KafkaPlanSource:
 
     def _poll_once(self, observer: ObserverBase[InputRecord]) -> None:
         batch = self._consumer.poll(timeout_ms=self._poll_timeout_ms)
+        self._group_metadata = self._consumer.group_metadata()
         for records in batch.values():
             for consumed in records:
                 position = SourcePosition(consumed.topic, consumed.partition, consumed.offset)
@@ -182,7 +198,7 @@ class KafkaPlanSource:
 
     def _commit(self) -> None:
         positions = self._tracker.committable()
-        if not positions:
+        if not positions or not self._commit_offsets:
             return
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in positions.items()}
         self._before_commit()

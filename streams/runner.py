@@ -15,18 +15,18 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from reactivex import operators as ops
 from reactivex.scheduler import ThreadPoolScheduler
 
 from rebalance_stream.brokers.protocol import Broker
 from rebalance_stream.ledger.memory import InMemoryLedger
 from rebalance_stream.ledger.protocol import Ledger
 from rebalance_stream.ledger.sqlite import SqliteLedger
-from rebalance_stream.operators.flow import Disposition
+from rebalance_stream.operators.flow import Disposition, InputRecord
 from rebalance_stream.operators.order_execution import no_checkpoint
-from rebalance_stream.sinks.kafka_sink import KafkaRecordSender, OutcomePublisher
 from rebalance_stream.sinks.routing import OutputTopics
 from rebalance_stream.streams.job_counts import JobCounts
-from rebalance_stream.streams.kafka_clients import make_consumer, make_producer
+from rebalance_stream.streams.kafka_clients import make_consumer
 from rebalance_stream.streams.kafka_source import KafkaPlanSource, SourceOptions
 from rebalance_stream.streams.kill_switch import KillSwitchReader
 from rebalance_stream.streams.pipeline import (
@@ -34,6 +34,11 @@ from rebalance_stream.streams.pipeline import (
     PipelineDependencies,
     process_rebalance_plans,
     utc_now,
+)
+from rebalance_stream.streams.publishing import (
+    AtLeastOncePublishing,
+    ExactlyOncePublishing,
+    Publishing,
 )
 from rebalance_stream.streams.reconcile import ReconciliationFailed, reconcile_orders
 from rebalance_stream.streams.settings import Settings
@@ -47,6 +52,10 @@ EXIT_NOT_READY = 3
 ACCOUNT_LANES = 8
 BEFORE_PUBLISH = "before_publish"
 BEFORE_COMMIT = "before_commit"
+
+
+def _tell_received(publishing: Publishing) -> Callable[[InputRecord], None]:
+    return lambda record: publishing.received(record.position)
 
 
 def output_topics(settings: Settings) -> OutputTopics:
@@ -101,6 +110,8 @@ class PlanConsumerJob:
         self._done = threading.Event()
         self._stream_error: BaseException | None = None
         self.counts = JobCounts()
+        self._exactly_once = settings.processing_guarantee == "exactly_once"
+        self._publishing: Publishing | None = None
         self.source = KafkaPlanSource(
             lambda: make_consumer(settings),
             settings.topic_input,
@@ -108,7 +119,9 @@ class PlanConsumerJob:
             SourceOptions(
                 max_in_flight=settings.max_in_flight,
                 shutdown_deadline_s=settings.shutdown_deadline_s,
-                before_commit=lambda: self._hooks.checkpoint(BEFORE_COMMIT),
+                before_commit=self._before_commit,
+                commit_offsets=not self._exactly_once,
+                on_revoked=self._revoked,
             ),
         )
 
@@ -124,14 +137,7 @@ class PlanConsumerJob:
         except ReconciliationFailed as exc:
             log.error("job_not_ready", reason=str(exc))
             return EXIT_NOT_READY
-        producer: Any = make_producer(settings)
-        publisher = OutcomePublisher(
-            KafkaRecordSender(producer),
-            output_topics(settings),
-            self._acknowledged,
-            self.source.fail,
-            settings.max_input_bytes,
-        )
+        publishing = self._open_publishing()
         deps = PipelineDependencies(
             broker=self._broker,
             ledger=self._ledger,
@@ -145,29 +151,52 @@ class PlanConsumerJob:
             "job_started",
             topic=settings.topic_input,
             group_id=settings.group_id,
+            guarantee=settings.processing_guarantee,
             ledger_expired=expired,
         )
         subscription = (
             self.source.records()
-            .pipe(pipeline)
+            .pipe(ops.do_action(_tell_received(publishing)), pipeline)
             .subscribe(
-                on_next=lambda disposition: self._publish(publisher, disposition),
+                on_next=lambda disposition: self._publish(publishing, disposition),
                 on_error=self._on_stream_error,
                 on_completed=self._done.set,
             )
         )
         self._done.wait()
         subscription.dispose()
-        producer.flush()
-        producer.close()
+        publishing.close()
         return self._exit_code()
 
-    def _publish(self, publisher: OutcomePublisher, disposition: Disposition) -> None:
+    def _open_publishing(self) -> Publishing:
+        settings, topics = self._settings, output_topics(self._settings)
+        publishing: Publishing
+        if self._exactly_once:
+            publishing = ExactlyOncePublishing(
+                settings,
+                topics,
+                self.source,
+                self._acknowledged,
+                lambda: self._hooks.checkpoint(BEFORE_COMMIT),
+            )
+        else:
+            publishing = AtLeastOncePublishing(settings, topics, self.source, self._acknowledged)
+        self._publishing = publishing
+        return publishing
+
+    def _before_commit(self) -> None:
+        self._hooks.checkpoint(BEFORE_COMMIT)
+
+    def _revoked(self, partitions: list[Any]) -> None:
+        if self._publishing is not None:
+            self._publishing.revoked(partitions)
+
+    def _publish(self, publishing: Publishing, disposition: Disposition) -> None:
         if disposition.not_started:
             self.source.release(disposition.position)
             return
         self._hooks.checkpoint(BEFORE_PUBLISH)
-        publisher.publish(disposition)
+        publishing.publish(disposition)
         self.counts.count(disposition)
         if self._hooks.on_disposition is not None:
             self._hooks.on_disposition(disposition)

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     topic_dead_letter: str = DEFAULT_DEAD_LETTER_TOPIC
 
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    transactional_id: str | None = None
+    """exactly_once: the producer's transactional.id; default ``{group_id}.{instance}``, where
+    the instance is the group instance id, else the host name. Keep it stable per instance."""
+    transaction_timeout_ms: Annotated[int, Field(ge=1000)] = 60_000
+    transaction_interval_ms: Annotated[int, Field(ge=1)] = 100
+    """exactly_once: how long decided inputs wait to share one transaction."""
     broker: Literal["paper", "alpaca"] = "paper"
     paper_account: Path | None = None
     paper_state: Path | None = None

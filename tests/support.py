@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from plan_factory import Trade, planned
+
 from rebalance_stream.brokers.paper import PaperBroker
 from rebalance_stream.brokers.paper_account import PaperAccount
-from rebalance_stream.operators.flow import InputRecord, SourcePosition
+from rebalance_stream.contracts.outcomes import FailureStep
+from rebalance_stream.operators.decode import decode_record
+from rebalance_stream.operators.flow import (
+    DecodedDocument,
+    Disposition,
+    Failed,
+    InputRecord,
+    SourcePosition,
+)
+from rebalance_stream.operators.output_events import disposition_of
+from rebalance_stream.operators.validate import validate_envelope
 
 T0 = datetime(2026, 11, 30, 14, 30, 5, tzinfo=UTC)
 INPUT_TOPIC = "rebalance.planned"
@@ -34,13 +47,14 @@ def record(
     key: bytes | None = None,
     partition: int = 0,
     received_at: datetime = T0,
+    topic: str = INPUT_TOPIC,
 ) -> InputRecord:
     """An input record; a dict is JSON-encoded and keyed by its plan's account_id."""
     if isinstance(value, dict):
         if key is None:
             key = value["rebalance_plan"]["account_id"].encode()
         value = json.dumps(value).encode()
-    position = SourcePosition(INPUT_TOPIC, partition, offset)
+    position = SourcePosition(topic, partition, offset)
     return InputRecord(position, key, value, (("origin", b"test"),), received_at)
 
 
@@ -72,3 +86,15 @@ def started_broker(
     broker = PaperBroker(account or paper_account(), clock=clock or FixedClock())
     broker.start()
     return broker
+
+
+def decided_disposition(
+    plan_id: str, offset: int = 0, reason: str = "risk says no", topic: str = INPUT_TOPIC
+) -> Disposition:
+    """The Disposition of a plan that failed at risk (one WorkflowFailed), owning its outcome."""
+    document = planned(plan_id, [Trade("SPY", "BUY", "1500.00")], event_id=f"e-{plan_id}")
+    decoded = decode_record(record(document, offset, topic=topic))
+    assert isinstance(decoded.payload, DecodedDocument)
+    envelope = validate_envelope(decoded, decoded.payload)
+    failure = Failed(FailureStep.RISK, "RISK", reason, "RiskDenied", "check_risk")
+    return disposition_of(replace(envelope.failed(failure), owns_outcome=True), T0)

@@ -8,20 +8,17 @@ from typing import Any
 
 import pytest
 import reactivex
-from plan_factory import Trade, planned
+from plan_factory import Trade
 from reactivex import operators as ops
 from reactivex.scheduler import ThreadPoolScheduler
 from reactivex.testing import ReactiveTest, TestScheduler
-from support import T0, record
+from support import T0, decided_disposition
 
-from rebalance_stream.contracts.outcomes import FailureStep, OutputEvent
+from rebalance_stream.contracts.outcomes import OutputEvent
 from rebalance_stream.ledger.memory import InMemoryLedger
 from rebalance_stream.ledger.protocol import PlanClaim
-from rebalance_stream.operators.decode import decode_record
-from rebalance_stream.operators.flow import DecodedDocument, Disposition, Failed
-from rebalance_stream.operators.output_events import disposition_of
+from rebalance_stream.operators.flow import Disposition
 from rebalance_stream.operators.record_outcomes import record_outcomes, settle_outcomes
-from rebalance_stream.operators.validate import validate_envelope
 
 on_next = ReactiveTest.on_next
 on_completed = ReactiveTest.on_completed
@@ -30,13 +27,7 @@ ITEMS = [Trade("SPY", "BUY", "1500.00")]
 
 
 def decided(plan_id: str, offset: int = 0, reason: str = "risk says no") -> Disposition:
-    """The Disposition of a plan that failed at risk, owning its plan's outcome."""
-    decoded = decode_record(record(planned(plan_id, ITEMS, event_id=f"e-{plan_id}"), offset))
-    assert isinstance(decoded.payload, DecodedDocument)
-    envelope = validate_envelope(decoded, decoded.payload)
-    failure = Failed(FailureStep.RISK, "RISK", reason, "RiskDenied", "check_risk")
-    owned = replace(envelope.failed(failure), owns_outcome=True)
-    return disposition_of(owned, T0)
+    return decided_disposition(plan_id, offset, reason)
 
 
 def claimed(ledger: InMemoryLedger, *plan_ids: str) -> InMemoryLedger:
