@@ -672,7 +672,9 @@ def test_executor_records_each_phase_intents_before_sending_and_terminals_after(
 ) -> None:
     log = JournalLog()
     recording = OrderRecording(log, log.checkpoint)
-    run = PlanOrderExecutor(paper, ExecutionConfig(), clock, sleep, recording)
+    # One slot, so the two buys' checkpoints cannot interleave.
+    one_slot = ExecutionConfig(max_concurrent_orders=1)
+    run = PlanOrderExecutor(paper, one_slot, clock, sleep, recording)
 
     run.execute(plan_of(ROTATION))
 
