@@ -1,8 +1,8 @@
 """InMemoryLedger: the ledger for one process's lifetime (simulate, tests, a throwaway run).
 
 It keeps the same rules as the durable ledger, through ``decide_claim``, and forgets everything
-when the process ends. Every undecided plan it knows is in flight in this process, so it never
-answers RESUME.
+when the process ends. A plan claimed here is in flight until it is decided or released; a
+released plan's first event resumes it.
 """
 
 from __future__ import annotations
@@ -36,12 +36,16 @@ class InMemoryLedger:
         self._events: dict[str, str] = {}
         self._intents: dict[str, OrderIntent] = {}
         self._terminals: dict[str, OrderTerminal] = {}
+        self._in_flight: set[str] = set()
 
     def claim(self, request: PlanClaim) -> Claim:
         with self._lock:
             known = self._plans.get(request.plan_id)
             event_plan_id = self._events.get(request.event_id)
-            answer = decide_claim(request, known, event_plan_id, in_flight_here=True)
+            in_flight = request.plan_id in self._in_flight
+            answer = decide_claim(request, known, event_plan_id, in_flight_here=in_flight)
+            if answer.status in (ClaimStatus.NEW, ClaimStatus.RESUME):
+                self._in_flight.add(request.plan_id)
             if answer.status is ClaimStatus.NEW:
                 self._plans[request.plan_id] = KnownPlan(
                     request.plan_id,
@@ -52,6 +56,10 @@ class InMemoryLedger:
             if answer.status is not ClaimStatus.EVENT_ID_REUSED:
                 self._events.setdefault(request.event_id, request.plan_id)
             return answer
+
+    def release(self, plan_ids: Sequence[str]) -> None:
+        with self._lock:
+            self._in_flight.difference_update(plan_ids)
 
     def record_intents(self, intents: Sequence[OrderIntent]) -> None:
         with self._lock:
@@ -80,6 +88,7 @@ class InMemoryLedger:
 
     def record_outcomes(self, outcomes: Sequence[PlanOutcome]) -> list[tuple[OutputEvent, ...]]:
         with self._lock:
+            self._in_flight.difference_update(outcome.plan_id for outcome in outcomes)
             return [self._record_outcome(outcome) for outcome in outcomes]
 
     def _record_outcome(self, outcome: PlanOutcome) -> tuple[OutputEvent, ...]:
@@ -103,6 +112,7 @@ class InMemoryLedger:
             old = [p for p, known in self._plans.items() if known.first_received_at < before]
             for plan_id in old:
                 del self._plans[plan_id]
+                self._in_flight.discard(plan_id)
             gone = set(old)
             self._events = {e: p for e, p in self._events.items() if p not in gone}
             for order_id in [o for o, i in self._intents.items() if i.plan_id in gone]:

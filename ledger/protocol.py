@@ -178,9 +178,15 @@ def decode_outputs(stored: bytes) -> tuple[OutputEvent, ...]:
 
 class ClaimStore(Protocol):
     """Claims plan_ids. ``claim`` is atomic per plan_id; it records a NEW claim, and marks a
-    NEW or RESUME claim as in flight in this process until its outcome is recorded."""
+    NEW or RESUME claim as in flight in this process until its outcome is recorded or it is
+    released."""
 
     def claim(self, request: PlanClaim) -> Claim: ...
+
+    def release(self, plan_ids: Sequence[str]) -> None:
+        """These claimed plans will not be decided here now (held back by a stop or a
+        revocation): their redelivered first event resumes them."""
+        ...
 
 
 class OrderJournal(Protocol):

@@ -150,6 +150,11 @@ class SqliteLedger:
             self._flush_when_full()
             return answer
 
+    def release(self, plan_ids: Sequence[str]) -> None:
+        """Not decided here now: the plans' first events resume them (nothing is written)."""
+        with self._lock:
+            self._in_flight.difference_update(plan_ids)
+
     def record_intents(self, intents: Sequence[OrderIntent]) -> None:
         """Write the buffered claims and the intents in one transaction; durable on return."""
         rows = [intent_row(intent) for intent in intents]

@@ -204,7 +204,14 @@ def disposition_of(envelope: Envelope[Any], decided_at: datetime) -> Disposition
         outputs = _failed_outputs(envelope, _undecided(envelope), decided_at)
     plan_id = envelope.event.rebalance_plan.plan_id if envelope.event else None
     if isinstance(payload, NotStarted):
-        return Disposition(envelope.record, (), decided_at, plan_id=plan_id, not_started=True)
+        return Disposition(
+            envelope.record,
+            (),
+            decided_at,
+            plan_id=plan_id,
+            owns_outcome=envelope.owns_outcome,
+            not_started=True,
+        )
     return Disposition(
         envelope.record,
         outputs,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,14 @@ class SourceOptions:
     before_commit: Callable[[], None] = lambda: None
     commit_offsets: bool = True
     on_revoked: Callable[[list[Any]], None] = lambda _partitions: None
+    revoke_wait_s: float = 5.0
+    """How long a revocation waits for the revoked partitions' executing plans. It blocks
+    kafka-python's network loop, heartbeats included: keep it under half the session timeout."""
+
+
+def _log_failed_commit(offsets: Any, response: Any) -> None:
+    if isinstance(response, Exception):
+        log.warning("commit_failed", error=repr(response), partitions=len(offsets))
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -59,7 +68,7 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         self._source.handle_revoked(list(revoked))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        log.info("partitions_assigned", partitions=sorted(str(tp) for tp in assigned))
+        self._source.handle_assigned(list(assigned))
 
 
 class KafkaPlanSource:
@@ -83,8 +92,11 @@ class KafkaPlanSource:
         self._commit_offsets = options.commit_offsets
         self._on_revoked = options.on_revoked
         self._group_metadata: Any = None
+        self._revoke_wait_s = options.revoke_wait_s
+        self._resume_at: dict[Any, int] = {}
         self._acks: queue.SimpleQueue[tuple[bool, SourcePosition]] = queue.SimpleQueue()
-        self._released = 0
+        self._released: Counter[Any] = Counter()
+        self._revoking: frozenset[tuple[str, int]] = frozenset()
         self._stopping = threading.Event()
         self._fatal: BaseException | None = None
         self._tracker: OffsetTracker[Any] = OffsetTracker()
@@ -139,13 +151,45 @@ class KafkaPlanSource:
 
         return reactivex.create(subscribe)
 
+    def is_held_back(self, position: SourcePosition) -> bool:
+        """True when a plan from this position must not start: the job is stopping, or its
+        partition is being revoked."""
+        return self._stopping.is_set() or (position.topic, position.partition) in self._revoking
+
     def handle_revoked(self, revoked: list[Any]) -> None:
-        """On the polling thread, inside poll(): commit what is done, forget the rest."""
+        """Inside poll(), on kafka-python's network loop: let the revoked partitions' executing
+        plans finish (bounded by ``revoke_wait_s``) while their unstarted plans are held back,
+        then commit what is done (asynchronously: the loop cannot block on itself; the commit
+        goes out before the group is rejoined) and forget the partitions. So a plan never
+        runs in two instances at once. A partition that comes straight back is rewound to
+        its first unfinished offset, since kafka-python keeps its position."""
+        self._revoking = frozenset((tp.topic, tp.partition) for tp in revoked)
+        deadline = time.monotonic() + self._revoke_wait_s
+        while self._unsettled(revoked) and time.monotonic() < deadline:
+            self._drain_acks()
+            time.sleep(IDLE_WAIT_S)
         self._on_revoked(revoked)
         self._drain_acks()
-        self._commit()
+        self._commit(blocking=False)
+        for partition in revoked:
+            first = self._tracker.first_pending(partition)
+            if first is not None:
+                self._resume_at[partition] = first
         self._tracker.forget(revoked)
+        for partition in revoked:
+            self._released.pop(partition, None)
+        self._revoking = frozenset()
         log.info("partitions_revoked", partitions=sorted(str(tp) for tp in revoked))
+
+    def handle_assigned(self, assigned: list[Any]) -> None:
+        """Inside poll(): rewind a partition that came straight back to where it stopped."""
+        for partition in assigned:
+            offset = self._resume_at.get(partition)
+            if offset is not None:
+                self._consumer.seek(partition, offset)
+                log.info("partition_rewound", partition=str(partition), offset=offset)
+        self._resume_at.clear()
+        log.info("partitions_assigned", partitions=sorted(str(tp) for tp in assigned))
 
     def _run(self, observer: ObserverBase[InputRecord]) -> None:
         try:
@@ -191,19 +235,22 @@ class KafkaPlanSource:
             except queue.Empty:
                 return
             if not acknowledged:
-                self._released += 1
+                self._released[TopicPartition(position.topic, position.partition)] += 1
                 continue
             partition = TopicPartition(position.topic, position.partition)
             self._tracker.acknowledge(partition, position.offset)
 
-    def _commit(self) -> None:
+    def _commit(self, *, blocking: bool = True) -> None:
         positions = self._tracker.committable()
         if not positions or not self._commit_offsets:
             return
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in positions.items()}
         self._before_commit()
         try:
-            self._consumer.commit(offsets=offsets)
+            if blocking:
+                self._consumer.commit(offsets=offsets)
+            else:
+                self._consumer.commit_async(offsets=offsets, callback=_log_failed_commit)
         except Exception as exc:  # a failed commit means redelivery, which dedupe absorbs
             log.warning("commit_failed", error=repr(exc))
             return
@@ -235,11 +282,14 @@ class KafkaPlanSource:
             time.sleep(IDLE_WAIT_S)
         self._drain_acks()
         self._commit()
-        log.info("source_stopped", unfinished=self._unsettled(), held_back=self._released)
+        held_back = sum(self._released.values())
+        log.info("source_stopped", unfinished=self._unsettled(), held_back=held_back)
 
-    def _unsettled(self) -> int:
-        """In-flight inputs that are neither acknowledged nor held back."""
-        return self._tracker.unacknowledged() - self._released
+    def _unsettled(self, partitions: list[Any] | None = None) -> int:
+        """In-flight inputs, of ``partitions`` or all, neither acknowledged nor held back."""
+        chosen = self._released.keys() if partitions is None else partitions
+        held_back = sum(self._released.get(p, 0) for p in chosen)
+        return self._tracker.unacknowledged(partitions) - held_back
 
     def _close(self) -> None:
         if self._consumer is not None:

@@ -74,9 +74,16 @@ class OffsetTracker(Generic[P]):
         for partition in partitions:
             self._partitions.pop(partition, None)
 
-    def unacknowledged(self) -> int:
-        """Received inputs not acknowledged yet, over all partitions."""
-        return sum(len(p.pending) - len(p.acknowledged) for p in self._partitions.values())
+    def first_pending(self, partition: P) -> int | None:
+        """The first received offset of ``partition`` that is not committable yet, if any."""
+        progress = self._partitions.get(partition)
+        return progress.pending[0] if progress and progress.pending else None
+
+    def unacknowledged(self, partitions: list[P] | None = None) -> int:
+        """Received inputs not acknowledged yet, over ``partitions`` (default: all)."""
+        chosen = self._partitions.keys() if partitions is None else partitions
+        progress = [self._partitions[p] for p in chosen if p in self._partitions]
+        return sum(len(p.pending) - len(p.acknowledged) for p in progress)
 
     def in_flight(self, partition: P | None = None) -> int:
         """Received but not yet committable inputs, for one partition or all."""

@@ -18,7 +18,14 @@ from rebalance_stream.operators.classify import classify_outcome
 from rebalance_stream.operators.decode import DEFAULT_MAX_INPUT_BYTES, decode
 from rebalance_stream.operators.dedupe import dedupe
 from rebalance_stream.operators.execute import execute_orders
-from rebalance_stream.operators.flow import Clock, Disposition, Envelope, InputRecord, Op
+from rebalance_stream.operators.flow import (
+    Clock,
+    Disposition,
+    Envelope,
+    InputRecord,
+    Op,
+    SourcePosition,
+)
 from rebalance_stream.operators.market_gate import MarketClockFailure, gate_on_market_clock
 from rebalance_stream.operators.no_trade import skip_when_no_trades
 from rebalance_stream.operators.order_execution import (
@@ -30,7 +37,7 @@ from rebalance_stream.operators.output_events import to_output_events
 from rebalance_stream.operators.per_account import serialize_by_account
 from rebalance_stream.operators.record_outcomes import record_outcomes
 from rebalance_stream.operators.risk import KillSwitch, RiskLimits, check_risk
-from rebalance_stream.operators.shutdown import hold_back_when_stopping
+from rebalance_stream.operators.shutdown import hold_back_unstarted
 from rebalance_stream.operators.staleness import reject_stale
 from rebalance_stream.operators.validate import validate
 from rebalance_stream.streams.settings import Settings
@@ -82,7 +89,7 @@ class PipelineDependencies:
     """The side effects the pipeline talks to, injected.
 
     ``checkpoint`` is called at the named points of order execution; only crash tests set it.
-    ``stopping`` says the job is shutting down: plans not started by then are held back.
+    ``held_back`` says a plan from that position must not start now (a stop, a revocation).
     """
 
     broker: Broker
@@ -92,7 +99,7 @@ class PipelineDependencies:
     sleep: Callable[[float], None] = time.sleep
     scheduler: SchedulerBase | None = None
     checkpoint: Callable[[str], None] = no_checkpoint
-    stopping: Callable[[], bool] = lambda: False
+    held_back: Callable[[SourcePosition], bool] = lambda _position: False
 
 
 def process_rebalance_plans(
@@ -108,7 +115,7 @@ def process_rebalance_plans(
     ledger = deps.ledger
     recording = OrderRecording(ledger, deps.checkpoint)
     per_plan: Op[Envelope[Any], Envelope[Any]] = reactivex.compose(
-        hold_back_when_stopping(deps.stopping),
+        hold_back_unstarted(deps.held_back),
         gate_on_market_clock(deps.broker, config.market_clock_failure, clock),
         check_risk(config.risk_limits, deps.kill_switch, clock, ledger),
         execute_orders(deps.broker, config.execution, clock, deps.sleep, recording),

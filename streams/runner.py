@@ -122,6 +122,7 @@ class PlanConsumerJob:
                 before_commit=self._before_commit,
                 commit_offsets=not self._exactly_once,
                 on_revoked=self._revoked,
+                revoke_wait_s=min(settings.shutdown_deadline_s, settings.session_timeout_ms / 2000),
             ),
         )
 
@@ -144,7 +145,7 @@ class PlanConsumerJob:
             kill_switch=KillSwitchReader(settings.kill_switch, settings.kill_switch_file),
             scheduler=ThreadPoolScheduler(ACCOUNT_LANES),
             checkpoint=self._hooks.checkpoint,
-            stopping=self.source.is_stopping,
+            held_back=self.source.is_held_back,
         )
         pipeline = process_rebalance_plans(PipelineConfig.from_settings(settings), deps)
         log.info(
@@ -193,6 +194,8 @@ class PlanConsumerJob:
 
     def _publish(self, publishing: Publishing, disposition: Disposition) -> None:
         if disposition.not_started:
+            if disposition.owns_outcome and disposition.plan_id is not None:
+                self._ledger.release([disposition.plan_id])
             self.source.release(disposition.position)
             return
         self._hooks.checkpoint(BEFORE_PUBLISH)

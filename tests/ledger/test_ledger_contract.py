@@ -240,6 +240,18 @@ def test_claim_same_event_while_in_flight_here_is_duplicate_event(ledger: Ledger
 # RESUME needs a restart, which only the SQLite ledger survives: see test_sqlite_ledger.py.
 
 
+def test_claim_same_event_after_release_resumes_the_plan(ledger: Ledger) -> None:
+    first = ledger.claim(plan_claim("p1"))
+    ledger.release(["p1"])
+
+    again = ledger.claim(plan_claim("p1"))
+    while_resumed = ledger.claim(plan_claim("p1"))
+
+    assert (first.status, again.status) == (ClaimStatus.NEW, ClaimStatus.RESUME)
+    assert while_resumed.status is ClaimStatus.DUPLICATE_EVENT
+    assert again.first_received_at == first.first_received_at
+
+
 def test_claim_same_event_after_outcome_republishes_exact_outputs(ledger: Ledger) -> None:
     decided(ledger, "p1")
 

@@ -1,4 +1,4 @@
-"""hold_back_when_stopping: plans not started when the job stops get no outputs and no ack."""
+"""hold_back_unstarted: plans not started when the job stops get no outputs and no ack."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from rebalance_stream.contracts.outcomes import FailureStep
 from rebalance_stream.operators.decode import decode_record
 from rebalance_stream.operators.flow import DecodedDocument, Envelope, Failed, NotStarted
 from rebalance_stream.operators.output_events import disposition_of
-from rebalance_stream.operators.shutdown import hold_back_when_stopping
+from rebalance_stream.operators.shutdown import hold_back_unstarted
 from rebalance_stream.operators.validate import validate_envelope
 
 ITEMS = [Trade("SPY", "BUY", "1500.00")]
@@ -25,7 +25,7 @@ def validated(plan_id: str, offset: int) -> Envelope[Any]:
     return validate_envelope(decoded, decoded.payload)
 
 
-def test_hold_back_when_stopping_holds_back_plans_after_the_stop_and_passes_settled_ones() -> None:
+def test_hold_back_unstarted_holds_back_plans_after_the_stop_and_passes_settled_ones() -> None:
     stop = {"now": False}
     failure = Failed(FailureStep.RISK, "RISK", "no", "RiskDenied", "check_risk")
     settled = validated("p3", 3).failed(failure)
@@ -36,7 +36,7 @@ def test_hold_back_when_stopping_holds_back_plans_after_the_stop_and_passes_sett
     out = (
         reactivex.of(validated("p1", 1), validated("p2", 2), settled)
         .pipe(
-            hold_back_when_stopping(lambda: stop["now"]),
+            hold_back_unstarted(lambda _position: stop["now"]),
             ops.do_action(stop_after_first),
             ops.to_list(),
         )
