@@ -20,6 +20,7 @@ from rebalance_stream.operators.market_gate import MarketClockFailure
 from rebalance_stream.streams import report
 from rebalance_stream.streams.crash_points import crash_hook
 from rebalance_stream.streams.demo import run_demo
+from rebalance_stream.streams.health import HealthServer
 from rebalance_stream.streams.kafka_clients import create_topics
 from rebalance_stream.streams.kill_switch import KillSwitchReader
 from rebalance_stream.streams.logs import configure_logging
@@ -128,7 +129,15 @@ def run() -> None:
             job = PlanConsumerJob(settings, broker, ledger, hooks)
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda _signum, _frame: job.stop())
-            code = job.run()
+            health = HealthServer(
+                job.metrics.registry,
+                job.readiness,
+                job.heartbeat,
+                host=settings.health_host,
+                port=settings.health_port,
+            )
+            with health:
+                code = job.run()
     finally:
         ledger.close()
     raise typer.Exit(code)

@@ -48,6 +48,10 @@ class SourceOptions:
     before_commit: Callable[[], None] = lambda: None
     commit_offsets: bool = True
     on_revoked: Callable[[list[Any]], None] = lambda _partitions: None
+    on_assignment: Callable[[bool], None] = lambda _has_partitions: None
+    """Told after each rebalance whether this member now has partitions (readiness)."""
+    on_loop: Callable[[], None] = lambda: None
+    """Called once per polling loop (a liveness heartbeat)."""
     revoke_wait_s: float = 5.0
     """How long a revocation waits for the revoked partitions' executing plans. It blocks
     kafka-python's network loop, heartbeats included: keep it under half the session timeout."""
@@ -93,6 +97,8 @@ class KafkaPlanSource:
         self._on_revoked = options.on_revoked
         self._group_metadata: Any = None
         self._revoke_wait_s = options.revoke_wait_s
+        self._on_assignment = options.on_assignment
+        self._on_loop = options.on_loop
         self._resume_at: dict[Any, int] = {}
         self._acks: queue.SimpleQueue[tuple[bool, SourcePosition]] = queue.SimpleQueue()
         self._released: Counter[Any] = Counter()
@@ -189,6 +195,7 @@ class KafkaPlanSource:
                 self._consumer.seek(partition, offset)
                 log.info("partition_rewound", partition=str(partition), offset=offset)
         self._resume_at.clear()
+        self._on_assignment(bool(assigned))
         log.info("partitions_assigned", partitions=sorted(str(tp) for tp in assigned))
 
     def _run(self, observer: ObserverBase[InputRecord]) -> None:
@@ -196,6 +203,7 @@ class KafkaPlanSource:
             self._consumer = self._consumer_factory()
             self._consumer.subscribe([self._topic], listener=_CommitOnRevoke(self))
             while not self._stopping.is_set():
+                self._on_loop()
                 self._drain_acks()
                 self._commit()
                 self._apply_backpressure()

@@ -25,10 +25,18 @@ from rebalance_stream.ledger.sqlite import SqliteLedger
 from rebalance_stream.operators.flow import Disposition, InputRecord
 from rebalance_stream.operators.order_execution import no_checkpoint
 from rebalance_stream.sinks.routing import OutputTopics
+from rebalance_stream.streams.health import (
+    BROKER_REACHABLE,
+    PARTITIONS_ASSIGNED,
+    RECONCILED,
+    Heartbeat,
+    Readiness,
+)
 from rebalance_stream.streams.job_counts import JobCounts
 from rebalance_stream.streams.kafka_clients import make_consumer
 from rebalance_stream.streams.kafka_source import KafkaPlanSource, SourceOptions
 from rebalance_stream.streams.kill_switch import KillSwitchReader
+from rebalance_stream.streams.metrics import JobMetrics
 from rebalance_stream.streams.pipeline import (
     PipelineConfig,
     PipelineDependencies,
@@ -50,12 +58,17 @@ EXIT_PUBLISH_FAILED = 1
 EXIT_SOURCE_FAILED = 2
 EXIT_NOT_READY = 3
 ACCOUNT_LANES = 8
+HEARTBEAT_SILENCE_S = 60.0
 BEFORE_PUBLISH = "before_publish"
 BEFORE_COMMIT = "before_commit"
 
 
-def _tell_received(publishing: Publishing) -> Callable[[InputRecord], None]:
-    return lambda record: publishing.received(record.position)
+def _tell_received(publishing: Publishing, metrics: JobMetrics) -> Callable[[InputRecord], None]:
+    def received(record: InputRecord) -> None:
+        metrics.received()
+        publishing.received(record.position)
+
+    return received
 
 
 def output_topics(settings: Settings) -> OutputTopics:
@@ -110,6 +123,9 @@ class PlanConsumerJob:
         self._done = threading.Event()
         self._stream_error: BaseException | None = None
         self.counts = JobCounts()
+        self.metrics = JobMetrics()
+        self.readiness = Readiness()
+        self.heartbeat = Heartbeat(max_silence_s=HEARTBEAT_SILENCE_S)
         self._exactly_once = settings.processing_guarantee == "exactly_once"
         self._publishing: Publishing | None = None
         self.source = KafkaPlanSource(
@@ -122,6 +138,10 @@ class PlanConsumerJob:
                 before_commit=self._before_commit,
                 commit_offsets=not self._exactly_once,
                 on_revoked=self._revoked,
+                on_assignment=lambda assigned: self.readiness.mark(
+                    PARTITIONS_ASSIGNED, met=assigned
+                ),
+                on_loop=self.heartbeat.beat,
                 revoke_wait_s=min(settings.shutdown_deadline_s, settings.session_timeout_ms / 2000),
             ),
         )
@@ -138,6 +158,8 @@ class PlanConsumerJob:
         except ReconciliationFailed as exc:
             log.error("job_not_ready", reason=str(exc))
             return EXIT_NOT_READY
+        self.readiness.set(BROKER_REACHABLE)
+        self.readiness.set(RECONCILED)
         publishing = self._open_publishing()
         deps = PipelineDependencies(
             broker=self._broker,
@@ -157,7 +179,7 @@ class PlanConsumerJob:
         )
         subscription = (
             self.source.records()
-            .pipe(ops.do_action(_tell_received(publishing)), pipeline)
+            .pipe(ops.do_action(_tell_received(publishing, self.metrics)), pipeline)
             .subscribe(
                 on_next=lambda disposition: self._publish(publishing, disposition),
                 on_error=self._on_stream_error,
@@ -165,6 +187,7 @@ class PlanConsumerJob:
             )
         )
         self._done.wait()
+        self.readiness.clear(PARTITIONS_ASSIGNED)
         subscription.dispose()
         publishing.close()
         return self._exit_code()
@@ -193,6 +216,7 @@ class PlanConsumerJob:
             self._publishing.revoked(partitions)
 
     def _publish(self, publishing: Publishing, disposition: Disposition) -> None:
+        self.metrics.observe(disposition)
         if disposition.not_started:
             if disposition.owns_outcome and disposition.plan_id is not None:
                 self._ledger.release([disposition.plan_id])

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     order_deadline_s: Annotated[float, Field(gt=0)] = 30.0
     order_poll_interval_s: Annotated[float, Field(gt=0)] = 0.1
 
+    health_host: str = "127.0.0.1"
+    """Where /metrics, /healthz and /readyz listen; 0.0.0.0 in containers."""
+    health_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    """0 picks a free port (logged); the CLI's ``run`` serves it, tests of the job do not."""
+
     log_format: Literal["console", "json"] | None = None
     log_level: str = "info"
 

@@ -30,6 +30,7 @@ def job_environment(settings: Settings, **extra: str) -> dict[str, str]:
         env[f"REBALANCE_STREAM_{name.upper()}"] = str(value)
     env.update({f"REBALANCE_STREAM_{k.upper()}": v for k, v in extra.items()})
     env["REBALANCE_STREAM_LOG_FORMAT"] = "json"
+    env["REBALANCE_STREAM_HEALTH_PORT"] = extra.get("health_port", "0")
     return env
 
 

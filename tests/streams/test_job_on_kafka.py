@@ -112,6 +112,14 @@ def test_job_on_kafka_fifty_plans_ten_accounts_exact_outputs_and_commits(
     assert code == EXIT_OK
     assert len(dispositions) == len(messages)
     assert sum(1 for d in dispositions if d.mis_keyed) == 1
+    metric = job.metrics.registry.get_sample_value
+    assert metric("rebalance_stream_inputs_mis_keyed_total") == 1
+    assert metric("rebalance_stream_inputs_consumed_total") == len(messages)
+    assert job.readiness.snapshot() == {
+        "partitions_assigned": False,
+        "broker_reachable": True,
+        "reconciled": True,
+    }
     assert job.counts.snapshot() == {
         "consumed": len(messages),
         "deduplicated": 1,
