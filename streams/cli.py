@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -13,6 +14,7 @@ from rich.console import Console
 
 from rebalance_stream.brokers.paper import PaperBroker
 from rebalance_stream.brokers.paper_account import PaperAccount
+from rebalance_stream.brokers.protocol import Broker
 from rebalance_stream.contracts.outcomes import TradeExecuted, WorkflowCompleted, WorkflowFailed
 from rebalance_stream.contracts.rebalance import RebalancePlanned
 from rebalance_stream.ledger.memory import InMemoryLedger
@@ -32,6 +34,20 @@ from rebalance_stream.streams.simulate import plan_file_records, run_in_process
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 SCHEMA_EVENTS = (RebalancePlanned, TradeExecuted, WorkflowCompleted, WorkflowFailed)
+
+
+def open_broker(settings: Settings) -> AbstractContextManager[Broker]:
+    """The broker that REBALANCE_STREAM_BROKER names, not yet started (use it with ``with``).
+
+    ``alpaca`` reads Alpaca's own variables (APCA_API_KEY_ID, APCA_API_SECRET_KEY,
+    APCA_API_BASE_URL, APCA_API_DATA_URL); the base URL defaults to the paper endpoint.
+    """
+    if settings.broker == "alpaca":
+        # Imported here: alpaca-py takes most of a second to import, and paper runs skip it.
+        from rebalance_stream.brokers.alpaca import AlpacaBroker, AlpacaConfig
+
+        return AlpacaBroker(AlpacaConfig())
+    return PaperBroker(paper_account_of(settings, None), state_path=settings.paper_state)
 
 
 def paper_account_of(settings: Settings, override: Path | None) -> PaperAccount:
@@ -119,13 +135,10 @@ def run() -> None:
     """Consume RebalancePlanned from Kafka until SIGINT or SIGTERM (configured as SPEC 4 says)."""
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
-    if settings.broker != "paper":
-        raise typer.BadParameter("only REBALANCE_STREAM_BROKER=paper is available so far")
-    paper = paper_account_of(settings, None)
     hooks = JobHooks(checkpoint=crash_hook(settings.test_crash_at))
     ledger = open_ledger(settings)
     try:
-        with PaperBroker(paper, state_path=settings.paper_state) as broker:
+        with open_broker(settings) as broker:
             job = PlanConsumerJob(settings, broker, ledger, hooks)
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda _signum, _frame: job.stop())
@@ -141,6 +154,20 @@ def run() -> None:
     finally:
         ledger.close()
     raise typer.Exit(code)
+
+
+@app.command(
+    "fake-alpaca",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def fake_alpaca(context: typer.Context) -> None:
+    """Serve a fake Alpaca API on 127.0.0.1 for tests and dry runs (--port, --account FILE,
+    --rate-limit); keys from APCA_API_KEY_ID and APCA_API_SECRET_KEY."""
+    from rebalance_stream.brokers.fake_alpaca.server import serve  # only this command needs it
+
+    configure_logging(None, "info")
+    raise typer.Exit(serve(context.args))
 
 
 @app.command()

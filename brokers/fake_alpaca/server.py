@@ -15,6 +15,7 @@ import hmac
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -287,6 +288,12 @@ def _with_rate(reply: Reply, rate: RateState) -> Reply:
 class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
     app: FakeAlpacaServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (killed, timed out) is normal here; report anything else."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

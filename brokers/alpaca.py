@@ -1,0 +1,366 @@
+"""The Alpaca broker: the Broker protocol over alpaca-py's REST clients, for real money.
+
+Each plan's order is placed at most once. A submit is sent exactly once; when its outcome is
+unknown (timeout, 5xx, 429, connection cut) the order is looked up by client_order_id, with
+backoff, and never sent again:
+
+    POST /v2/orders -> 504            (Alpaca may have accepted it)
+    GET  /v2/orders:by_client_order_id -> 404, 200   -> that order is returned
+    (still 404 after ``resolve_attempts`` lookups -> BrokerUnavailable)
+
+Reads and cancels are retried with jittered exponential backoff on 429, 5xx and connection
+errors (``alpaca_errors`` has the whole table). Every request waits for the key's token bucket.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any, Final, TypeVar
+from urllib.parse import quote
+
+import structlog
+from alpaca.data.historical.stock import StockHistoricalDataClient
+from alpaca.trading.client import TradingClient
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    retry_if_result,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from rebalance_stream.brokers.alpaca_config import AlpacaConfig
+from rebalance_stream.brokers.alpaca_errors import (
+    VENUE_FAILURES,
+    ApiFailure,
+    Operation,
+    Outcome,
+    classify,
+    describe,
+    is_retryable_read,
+    to_broker_error,
+)
+from rebalance_stream.brokers.alpaca_http import (
+    GuardedAdapter,
+    RequestStats,
+    close_session,
+    guard,
+)
+from rebalance_stream.brokers.alpaca_wire import (
+    order_body,
+    parse_account,
+    parse_asset,
+    parse_clock,
+    parse_order,
+    parse_orders,
+    parse_position_qty,
+    parse_quote_mid,
+    parse_trade_price,
+)
+from rebalance_stream.brokers.protocol import (
+    AccountSnapshot,
+    AssetInfo,
+    BrokerOrder,
+    BrokerUnavailable,
+    MarketClock,
+    OrderNotFound,
+    OrderRequest,
+    UnknownAsset,
+)
+from rebalance_stream.brokers.rate_limit import TokenBucket, shared_bucket
+from rebalance_stream.contracts.wire import format_timestamp
+
+__all__ = ["ORDERS_PAGE_LIMIT", "AlpacaBroker", "AlpacaConfig"]
+
+log = structlog.get_logger(__name__)
+
+ORDERS_PAGE_LIMIT: Final = 500
+_TIE_MARGIN = timedelta(microseconds=1)
+
+T = TypeVar("T")
+
+
+class AlpacaBroker:
+    """A Broker over Alpaca. Thread-safe; ``stats`` counts requests and retries.
+
+    The constructor stores configuration; ``start()`` builds the clients (or use ``with``).
+    Calls before ``start()`` raise RuntimeError. ``bucket`` defaults to the one shared by
+    every broker with the same key id; ``sleep`` is the backoff's sleep.
+    """
+
+    def __init__(
+        self,
+        config: AlpacaConfig,
+        *,
+        bucket: TokenBucket | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._config = config
+        self._bucket = bucket
+        self._sleep = sleep
+        self.stats = RequestStats()
+        self._clients: tuple[TradingClient, StockHistoricalDataClient] | None = None
+
+    def __repr__(self) -> str:
+        return f"AlpacaBroker(base_url={self._config.base_url!r}, paper={self._config.is_paper})"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Build the trading and data clients, each guarded (see ``alpaca_http``)."""
+        if self._clients is not None:
+            return
+        config = self._config
+        bucket = self._bucket or shared_bucket(
+            config.key_id, config.rate_limit_per_minute, config.rate_limit_burst
+        )
+        secret = config.secret_key.get_secret_value()
+        trading = TradingClient(
+            config.key_id, secret, paper=config.is_paper, url_override=config.base_url
+        )
+        data = StockHistoricalDataClient(config.key_id, secret, url_override=config.data_url)
+        timeout_s = (config.connect_timeout_s, config.read_timeout_s)
+        for client in (trading, data):
+            guard(client, GuardedAdapter(bucket, self.stats, timeout_s, config.pool_size))
+        self._clients = (trading, data)
+        log.info("alpaca_broker_started", base_url=config.base_url, paper=config.is_paper)
+
+    def close(self) -> None:
+        """Close the clients' connections; idempotent."""
+        if self._clients is None:
+            return
+        for client in self._clients:
+            close_session(client)
+        self._clients = None
+        log.info("alpaca_broker_closed")
+
+    def __enter__(self) -> AlpacaBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- Broker ------------------------------------------------------------------------------
+
+    def get_clock(self) -> MarketClock:
+        return parse_clock(self._read(lambda: self._trading.get("/clock"), "clock"))
+
+    def get_account(self) -> AccountSnapshot:
+        return parse_account(self._read(lambda: self._trading.get("/account"), "account"))
+
+    def get_position_qty(self, symbol: str) -> Decimal:
+        """The quantity held, Decimal 0 when Alpaca has no position (404)."""
+        path = f"/positions/{_segment(symbol)}"
+        try:
+            raw = self._read(lambda: self._trading.get(path), symbol)
+        except OrderNotFound:
+            return Decimal(0)
+        return parse_position_qty(raw)
+
+    def get_asset(self, symbol: str) -> AssetInfo:
+        """Raises UnknownAsset when Alpaca does not know the symbol (404)."""
+        path = f"/assets/{_segment(symbol)}"
+        try:
+            raw = self._read(lambda: self._trading.get(path), symbol)
+        except OrderNotFound:
+            raise UnknownAsset(symbol.upper()) from None
+        return parse_asset(raw)
+
+    def get_latest_price(self, symbol: str) -> Decimal | None:
+        """The latest trade's price, else the latest quote's midpoint, else None."""
+        params = {"symbols": symbol.upper()}
+        if self._config.data_feed:
+            params["feed"] = self._config.data_feed
+        price = parse_trade_price(self._latest("/stocks/trades/latest", params), symbol)
+        if price is not None:
+            return price
+        return parse_quote_mid(self._latest("/stocks/quotes/latest", params), symbol)
+
+    def submit_order(self, request: OrderRequest) -> BrokerOrder:
+        """Send the market day order once. Raises DuplicateClientOrderId, OrderRejected (with
+        Alpaca's message) or BrokerUnavailable; an unknown outcome is resolved by lookup."""
+        body = order_body(request)
+        client_order_id = request.client_order_id
+        try:
+            raw = self._trading.post("/orders", body)
+        except VENUE_FAILURES as exc:
+            failure = describe(exc)
+            outcome = classify(failure, Operation.SUBMIT)
+            if outcome is Outcome.UNKNOWN:
+                return self._resolve_unknown(client_order_id, failure)
+            log.info(
+                "alpaca_order_refused",
+                client_order_id=client_order_id,
+                outcome=outcome.value,
+                error=str(failure),
+            )
+            raise to_broker_error(failure, outcome, client_order_id) from exc
+        order = parse_order(raw)
+        log.info(
+            "alpaca_order_submitted",
+            client_order_id=client_order_id,
+            broker_order_id=order.broker_order_id,
+            status=order.status.value,
+        )
+        return order
+
+    def get_order(self, broker_order_id: str) -> BrokerOrder:
+        """Raises OrderNotFound."""
+        path = f"/orders/{_segment(broker_order_id)}"
+        return parse_order(self._read(lambda: self._trading.get(path), broker_order_id))
+
+    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
+        """The order with this client_order_id, or None (Alpaca's 404)."""
+        find = self._find_by_client_id
+        return self._call(Operation.READ, lambda: find(client_order_id), client_order_id)
+
+    def cancel_order(self, broker_order_id: str) -> None:
+        """Ask for a cancel. An order that is no longer cancelable (422) is not an error: the
+        caller reads its final state. Raises OrderNotFound."""
+        path = f"/orders/{_segment(broker_order_id)}"
+        self._call(Operation.CANCEL, lambda: self._trading.delete(path), broker_order_id)
+
+    def list_orders(self, client_order_id_prefix: str = "") -> list[BrokerOrder]:
+        """Every order whose client_order_id starts with the prefix, oldest first.
+
+        Pages newest first through GET /v2/orders?status=all, 500 a page, each page ``until``
+        just past the oldest order seen so that ties on submitted_at are not lost.
+        """
+        params = {"status": "all", "limit": str(ORDERS_PAGE_LIMIT), "direction": "desc"}
+        seen: dict[str, BrokerOrder] = {}
+        while True:
+            page = parse_orders(self._read(lambda: self._trading.get("/orders", params), "orders"))
+            fresh = [order for order in page if order.broker_order_id not in seen]
+            seen.update((order.broker_order_id, order) for order in fresh)
+            if len(page) < ORDERS_PAGE_LIMIT:
+                break
+            if not fresh:
+                raise BrokerUnavailable("cannot page orders: over 500 share one submitted_at")
+            oldest = min(order.submitted_at for order in page)
+            params["until"] = format_timestamp(oldest + _TIE_MARGIN)
+        matching = [
+            o for o in seen.values() if o.client_order_id.startswith(client_order_id_prefix)
+        ]
+        return sorted(matching, key=lambda order: order.submitted_at)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    @property
+    def _trading(self) -> TradingClient:
+        return self._started()[0]
+
+    def _started(self) -> tuple[TradingClient, StockHistoricalDataClient]:
+        if self._clients is None:
+            raise RuntimeError("AlpacaBroker is not started; call start() first")
+        return self._clients
+
+    def _latest(self, path: str, params: dict[str, str]) -> Any:
+        data = self._started()[1]
+        try:
+            return self._read(lambda: data.get(path, params), params["symbols"])
+        except OrderNotFound:
+            return None
+
+    def _read(self, call: Callable[[], T], subject: str) -> T:
+        """Run a read, retried; 404 raises OrderNotFound(subject) for the caller to translate."""
+        result = self._call(Operation.READ, call, subject)
+        if result is None:
+            raise BrokerUnavailable(f"{subject}: empty response from Alpaca")
+        return result
+
+    def _call(self, operation: Operation, call: Callable[[], T], subject: str) -> T | None:
+        """Run ``call`` with the read retry policy; map the final failure onto the protocol."""
+        try:
+            return self._retrying(self._config.read_attempts)(call)
+        except VENUE_FAILURES as exc:
+            failure = describe(exc)
+            outcome = classify(failure, operation)
+            if outcome is Outcome.ALREADY_DONE:
+                log.info("alpaca_cancel_too_late", order=subject, error=str(failure))
+                return None
+            raise to_broker_error(failure, outcome, subject) from exc
+
+    def _find_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
+        """One lookup by client_order_id: the order, or None on Alpaca's 404."""
+        params = {"client_order_id": client_order_id}
+        try:
+            raw = self._trading.get("/orders:by_client_order_id", params)
+        except VENUE_FAILURES as exc:
+            if classify(describe(exc), Operation.READ) is Outcome.NOT_FOUND:
+                return None
+            raise
+        return parse_order(raw)
+
+    def _resolve_unknown(self, client_order_id: str, failure: ApiFailure) -> BrokerOrder:
+        """Find the order a submit of unknown outcome may have placed; never send it again."""
+        self.stats.add_unknown_outcome()
+        log.warning(
+            "alpaca_submit_outcome_unknown", client_order_id=client_order_id, error=str(failure)
+        )
+        attempts = self._config.resolve_attempts
+        retrying = self._retrying(attempts, retry_none=True)
+        try:
+            found = retrying(self._find_by_client_id, client_order_id)
+        except VENUE_FAILURES as exc:
+            raise BrokerUnavailable(
+                f"submit of {client_order_id} failed with {failure}, and looking it up failed "
+                f"with {describe(exc)}; it was not sent again"
+            ) from exc
+        if found is None:
+            raise BrokerUnavailable(
+                f"submit of {client_order_id} failed with {failure}; no such order found in "
+                f"{attempts} lookups; it was not sent again, so look it up before resubmitting"
+            )
+        log.info(
+            "alpaca_submit_outcome_resolved",
+            client_order_id=client_order_id,
+            broker_order_id=found.broker_order_id,
+            status=found.status.value,
+        )
+        return found
+
+    def _retrying(self, attempts: int, *, retry_none: bool = False) -> Retrying:
+        """Jittered exponential backoff on retryable failures (and on None, if asked)."""
+        retry = retry_if_exception(is_retryable_read)
+        return Retrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait_random_exponential(
+                multiplier=self._config.backoff_base_s, max=self._config.backoff_max_s
+            ),
+            retry=(retry | retry_if_result(_is_none)) if retry_none else retry,
+            sleep=self._sleep,
+            before_sleep=self._before_retry,
+            reraise=True,
+            retry_error_callback=_give_up_with_none if retry_none else None,
+        )
+
+    def _before_retry(self, state: RetryCallState) -> None:
+        self.stats.add(retries=1)
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None and outcome.failed else None
+        log.info(
+            "alpaca_retry",
+            attempt=state.attempt_number,
+            error=str(describe(error)) if error is not None else "not found yet",
+        )
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def _give_up_with_none(state: RetryCallState) -> None:
+    """After the last lookup: None when it found nothing; its error when it failed."""
+    outcome = state.outcome
+    if outcome is not None and outcome.failed:
+        outcome.result()  # re-raises the lookup's error
+
+
+def _segment(value: str) -> str:
+    """One URL path segment: an id or a symbol can never add a path or a query."""
+    return quote(value, safe="")
