@@ -60,6 +60,7 @@ from rebalance_stream.brokers.fake_alpaca import (
     FakeAlpacaConfig,
     FakeAlpacaServer,
     FaultKind,
+    Partial,
     Quote,
     Reject,
     VenueAccount,
@@ -980,3 +981,60 @@ def test_alpaca_broker_executor_happy_path_request_counts(venue: FakeAlpacaServe
     assert counts[("GET", "/v2/orders:by_client_order_id")] == 2
     assert counts.get(("GET", "/v2/orders/{order_id}"), 0) == 0
     assert total_requests(venue) == 2 * 5 + 1  # and one read of buying power
+
+
+def test_alpaca_broker_executor_sells_then_buys_a_full_plan(venue: FakeAlpacaServer) -> None:
+    plan = RebalancePlanned.model_validate(
+        planned(
+            "plan-rotation",
+            [
+                Trade("TQQQ", "SELL", "-8000.00", 1),
+                Trade("SPY", "BUY", "5000.10", 2),
+                Trade("AAPL", "BUY", "1873.313", 3),
+            ],
+        )
+    ).rebalance_plan
+    config = ExecutionConfig(poll_interval_s=0.01)
+
+    with started(venue) as alpaca:
+        outcome = PlanOrderExecutor(alpaca, config, utc_now, time.sleep).execute(plan)
+        held = {s: alpaca.get_position_qty(s) for s in ("TQQQ", "SPY", "AAPL")}
+
+    assert [(o.symbol, o.side, o.status, o.filled_qty) for o in outcome.orders] == [
+        ("TQQQ", OrderSide.SELL, "filled", Decimal(100)),
+        ("SPY", OrderSide.BUY, "filled", Decimal("10.0002")),
+        ("AAPL", OrderSide.BUY, "filled", Decimal("10.000005338")),
+    ]
+    bodies = [json.loads(body) for body in venue.order_requests()]
+    assert (bodies[0]["symbol"], bodies[0]["side"], bodies[0]["qty"]) == ("TQQQ", "sell", "100")
+    assert {(b["symbol"], b["side"], b["qty"]) for b in bodies[1:]} == {
+        ("SPY", "buy", "10.0002"),
+        ("AAPL", "buy", "10.000005338"),
+    }
+    assert held == {
+        "TQQQ": Decimal(400),
+        "SPY": Decimal("70.0002"),
+        "AAPL": Decimal("10.000005338"),
+    }
+
+
+def test_alpaca_broker_executor_partial_fill_is_canceled_with_what_filled(
+    venue: FakeAlpacaServer,
+) -> None:
+    venue.set_fill("TQQQ", Partial(Decimal("0.5")))
+    plan = RebalancePlanned.model_validate(
+        planned("plan-partial", [Trade("TQQQ", "BUY", "800.00", 1)])
+    ).rebalance_plan
+
+    with started(venue) as alpaca:
+        outcome = PlanOrderExecutor(
+            alpaca, ExecutionConfig(poll_interval_s=0.01), utc_now, time.sleep
+        ).execute(plan)
+
+    [order] = outcome.orders
+    assert (order.status, order.planned_qty, order.filled_qty, order.success) == (
+        "canceled",
+        Decimal(10),
+        Decimal(5),
+        False,
+    )
