@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import structlog
@@ -82,6 +83,8 @@ class ExecutionConfig:
     max_concurrent_orders: int = 4
     min_order_notional: Decimal = Decimal(1)
     order_deadline_s: float = 30.0
+    plan_deadline_s: float = 300.0
+    """No order of a plan is sent after this long, and following an order stops with it."""
     cancel_grace_s: float = 5.0
     poll_interval_s: float = 0.1
 
@@ -205,15 +208,17 @@ class PlanOrderExecutor:
         timings: dict[str, int] = {}
         with ThreadPoolExecutor(max_workers=self._config.max_concurrent_orders) as pool:
             started = self._clock()
+            deadline = started + timedelta(seconds=self._config.plan_deadline_s)
             prepared_sells = list(pool.map(lambda item: self._prepare(plan.plan_id, item), sells))
-            sell_results = self._run_phase(pool, plan, prepared_sells)
+            sell_results = self._run_phase(pool, plan, prepared_sells, deadline)
             after_sells = self._clock()
             timings["sells"] = elapsed_ms(started, after_sells)
             buying_power = self._broker.get_account().buying_power if buys else Decimal(0)
             after_wait = self._clock()
             timings["buying_power_wait"] = elapsed_ms(after_sells, after_wait)
             prepared_buys = list(pool.map(lambda item: self._prepare(plan.plan_id, item), buys))
-            buy_results = self._run_phase(pool, plan, _within(prepared_buys, buying_power))
+            within = _within(prepared_buys, buying_power)
+            buy_results = self._run_phase(pool, plan, within, deadline)
             timings["buys"] = elapsed_ms(after_wait, self._clock())
         self._recording.checkpoint(AFTER_ORDERS)
         by_symbol = {result.symbol: result for result in [*sell_results, *buy_results]}
@@ -221,14 +226,18 @@ class PlanOrderExecutor:
         return OrdersOutcome(ordered, timings)
 
     def _run_phase(
-        self, pool: ThreadPoolExecutor, plan: RebalancePlan, prepared: list[PreparedOrder]
+        self,
+        pool: ThreadPoolExecutor,
+        plan: RebalancePlan,
+        prepared: list[PreparedOrder],
+        deadline: datetime,
     ) -> list[OrderResult]:
         """Record the phase's new orders as intents, run every order, record the terminals."""
         journal = self._recording.journal
         fresh = [p.sized for p in prepared if p.existing is None and p.sized.skip is None]
-        if fresh:
+        if fresh and self._clock() < deadline:
             journal.record_intents([intent_of(plan, order, self._clock) for order in fresh])
-        results = list(pool.map(self._run, prepared))
+        results = list(pool.map(lambda p: self._run(p, deadline), prepared))
         terminals = [t for result in results if (t := terminal_of(result)) is not None]
         if terminals:
             journal.record_terminals(terminals)
@@ -262,26 +271,29 @@ class PlanOrderExecutor:
         facts = MarketFacts(price=price, held_qty=held, fractionable=fractionable)
         return size_order(plan_id, item, facts, self._config.min_order_notional)
 
-    def _run(self, prepared: PreparedOrder) -> OrderResult:
+    def _run(self, prepared: PreparedOrder, deadline: datetime) -> OrderResult:
         if prepared.existing is None:
-            return self._place_and_follow(prepared.sized)
+            return self._place_and_follow(prepared.sized, deadline)
         try:
-            return result_of(prepared.sized, self._follow(prepared.existing))
+            return result_of(prepared.sized, self._follow(prepared.existing, deadline))
         except BrokerError as exc:
             message = f"{type(exc).__name__}: {exc}"
             return failed_result(prepared.sized, "error", message)
 
-    def _place_and_follow(self, order: SizedOrder) -> OrderResult:
+    def _place_and_follow(self, order: SizedOrder, deadline: datetime) -> OrderResult:
         if order.skip is not None:
             log.info(
                 "order_skipped", client_order_id=order.client_order_id, skip_reason=order.skip.value
             )
             return skipped_result(order)
+        if self._clock() >= deadline:
+            log.warning("order_not_sent_plan_deadline", client_order_id=order.client_order_id)
+            return failed_result(order, "not_sent", "the plan's deadline passed before sending")
         try:
             placed = self._place(order)
             if placed is None:
                 return failed_result(order, "unknown", "order outcome unknown and not found")
-            return result_of(order, self._follow(placed))
+            return result_of(order, self._follow(placed, deadline))
         except OrderRejected as exc:
             log.warning("order_rejected", client_order_id=order.client_order_id, reason=str(exc))
             return failed_result(order, "rejected", str(exc))
@@ -307,9 +319,11 @@ class PlanOrderExecutor:
         )
         return placed
 
-    def _follow(self, placed: BrokerOrder) -> BrokerOrder:
-        """Poll until terminal; past the deadline, cancel and read the final state."""
-        order = self._poll_until_terminal(placed, self._config.order_deadline_s)
+    def _follow(self, placed: BrokerOrder, deadline: datetime) -> BrokerOrder:
+        """Poll until terminal; past the order's (or the plan's) deadline, cancel and read the
+        final state."""
+        left_s = max(0.0, (deadline - self._clock()).total_seconds())
+        order = self._poll_until_terminal(placed, min(self._config.order_deadline_s, left_s))
         if not order.is_terminal:
             log.warning("order_deadline_cancel", client_order_id=order.client_order_id)
             self._broker.cancel_order(order.broker_order_id)

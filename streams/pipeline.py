@@ -77,6 +77,7 @@ class PipelineConfig:
                 max_concurrent_orders=settings.max_concurrent_orders,
                 min_order_notional=Decimal(settings.min_order_notional),
                 order_deadline_s=settings.order_deadline_s,
+                plan_deadline_s=settings.plan_deadline_s,
                 poll_interval_s=settings.order_poll_interval_s,
             ),
             treat_partial_execution_as_failure=settings.treat_partial_execution_as_failure,

@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     max_concurrent_orders: Annotated[int, Field(ge=1)] = 4
     min_order_notional: Annotated[Decimal, Field(ge=0)] = Decimal(1)
     order_deadline_s: Annotated[float, Field(gt=0)] = 30.0
+    plan_deadline_s: Annotated[float, Field(gt=0)] = 300.0
     order_poll_interval_s: Annotated[float, Field(gt=0)] = 0.1
 
     health_host: str = "127.0.0.1"

@@ -728,3 +728,22 @@ def test_executor_skipped_orders_are_neither_intended_nor_recorded(
 
     assert [o.skip_reason for o in outcome.orders] == [SkipReason.BELOW_MIN_NOTIONAL]
     assert log.timeline == [("checkpoint", "after_orders")]
+
+
+def test_executor_plan_deadline_cuts_the_sell_short_and_sends_no_buy(
+    clock: FixedClock, sleep: SleepLog
+) -> None:
+    account = paper_account(fill={"default": "immediate", "TQQQ": {"delay_ms": 60_000}})
+    broker = started_broker(account, clock)
+    config = {"order_deadline_s": 30.0, "plan_deadline_s": 2.0, "poll_interval_s": 0.5}
+    plan = plan_of([Trade("TQQQ", "SELL", "-800.00", 1), Trade("VTI", "BUY", "1000.00", 2)])
+
+    outcome = executor(broker, clock, sleep, **config).execute(plan)
+
+    sell, buy = outcome.orders
+    assert (sell.symbol, sell.status, sell.filled_qty) == ("TQQQ", "canceled", Decimal(0))
+    assert (buy.symbol, buy.status, buy.success) == ("VTI", "not_sent", False)
+    assert buy.error_message == "the plan's deadline passed before sending"
+    assert sleep.calls == [0.5] * 4
+    assert [o.symbol for o in broker.list_orders("rs1-")] == ["TQQQ"]
+    broker.close()
