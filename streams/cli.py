@@ -27,6 +27,7 @@ from rebalance_stream.streams.kafka_clients import create_topics
 from rebalance_stream.streams.kill_switch import KillSwitchReader
 from rebalance_stream.streams.logs import configure_logging
 from rebalance_stream.streams.pipeline import PipelineConfig, PipelineDependencies, utc_now
+from rebalance_stream.streams.replay import ReplayOptions, replay_main
 from rebalance_stream.streams.runner import JobHooks, PlanConsumerJob, open_ledger, output_topics
 from rebalance_stream.streams.settings import Settings, load_settings
 from rebalance_stream.streams.simulate import plan_file_records, run_in_process
@@ -168,6 +169,55 @@ def fake_alpaca(context: typer.Context) -> None:
 
     configure_logging(None, "info")
     raise typer.Exit(serve(context.args))
+
+
+@app.command()
+def replay(  # noqa: PLR0913 - typer maps each option to one parameter
+    *,
+    from_offset: Annotated[
+        str | None, typer.Option(help="P:O[,P:O...] or O (every partition)")
+    ] = None,
+    from_time: Annotated[str | None, typer.Option(help="ISO-8601 with a timezone")] = None,
+    to_offset: Annotated[str | None, typer.Option(help="exclusive end offsets")] = None,
+    to_time: Annotated[str | None, typer.Option(help="exclusive end time")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="(default) what the job would do")
+    ] = False,
+    audit: Annotated[
+        bool, typer.Option("--audit", help="recorded outcomes beside the topics")
+    ] = False,
+    republish: Annotated[
+        bool, typer.Option("--republish", help="re-emit recorded outcomes")
+    ] = False,
+    commit: Annotated[str | None, typer.Option(help="commit the end positions for GROUP")] = None,
+    json_lines: Annotated[bool, typer.Option("--json", help="the report as JSON lines")] = False,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
+    progress_every: Annotated[int, typer.Option(help="records per progress log line")] = 1000,
+    idle_timeout_s: Annotated[float, typer.Option(help="fail when nothing advances")] = 30.0,
+    audit_lookback_s: Annotated[
+        int, typer.Option(help="audit: outputs from this long before")
+    ] = 3600,
+) -> None:
+    """Read a range of the input topic again, then stop: --dry-run (default), --audit or
+    --republish. Never executes a plan, never writes the ledger, never moves the live group."""
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    options = ReplayOptions(
+        from_offset=from_offset,
+        from_time=from_time,
+        to_offset=to_offset,
+        to_time=to_time,
+        dry_run=dry_run,
+        audit=audit,
+        republish=republish,
+        commit=commit,
+        json_lines=json_lines,
+        progress_every=progress_every,
+        idle_timeout_s=idle_timeout_s,
+        audit_lookback_s=audit_lookback_s,
+        progress_bar=progress,
+    )
+    raise typer.Exit(replay_main(settings, options))
 
 
 @app.command()
