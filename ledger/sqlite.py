@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -53,6 +54,7 @@ from rebalance_stream.ledger.sqlite_schema import (
     intent_row,
     known_plan,
     migrate,
+    notional,
     record_outcome,
     row_notional,
     terminal_row,
@@ -71,6 +73,7 @@ class _Pending:
     plans: dict[str, tuple[KnownPlan, tuple[str, ...]]] = field(default_factory=dict)
     events: dict[str, str] = field(default_factory=dict)
     acks: dict[str, None] = field(default_factory=dict)
+    terminals: dict[str, tuple[str | None, ...]] = field(default_factory=dict)
 
     def add_claim(self, request: PlanClaim, received_at: str) -> None:
         """Buffer a NEW claim: the plan that later claims read, and the row to insert."""
@@ -82,13 +85,14 @@ class _Pending:
         )
 
     def __len__(self) -> int:
-        return len(self.plans) + len(self.events) + len(self.acks)
+        return len(self.plans) + len(self.events) + len(self.acks) + len(self.terminals)
 
     def write(self, connection: sqlite3.Connection) -> None:
         """Plans, then event_ids, then acknowledgements: an ack needs recorded outputs."""
         connection.executemany(INSERT_PLAN, [row for _, row in self.plans.values()])
         connection.executemany(INSERT_EVENT, self.events.items())
         connection.executemany(ACKNOWLEDGE, [(plan_id,) for plan_id in self.acks])
+        connection.executemany(UPSERT_TERMINAL, self.terminals.values())
 
 
 class SqliteLedger:
@@ -113,6 +117,7 @@ class SqliteLedger:
         self._lock = threading.Lock()
         self._pending = _Pending()
         self._in_flight: set[str] = set()
+        self._ack_inbox: deque[str] = deque()
         self._transactions = 0
         self._closed = False
         self._connection = sqlite3.connect(
@@ -163,23 +168,34 @@ class SqliteLedger:
                 self._transaction(lambda connection: connection.executemany(INSERT_INTENT, rows))
 
     def record_terminals(self, terminals: Sequence[OrderTerminal]) -> None:
-        """Write the buffered rows and the terminals in one transaction; the last one wins."""
-        rows = [terminal_row(terminal) for terminal in terminals]
+        """Buffered, the last one wins: written with the next write transaction (the outcome's
+        group commit). Losing them in a crash only means the day's notional counts the
+        intents' expected notional until startup reconciliation records them again."""
         with self._lock:
-            if rows or self._pending:
-                self._transaction(lambda connection: connection.executemany(UPSERT_TERMINAL, rows))
+            for terminal in terminals:
+                self._pending.terminals[terminal.client_order_id] = terminal_row(terminal)
+            self._flush_when_full()
 
     def notional_used(self, account_id: str, day: date) -> Decimal:
         """Summed exactly in Decimal: filled notional of terminal orders, else expected."""
         with self._lock:
             rows = self._connection.execute(SELECT_NOTIONAL, (account_id, day.isoformat()))
-            return sum((row_notional(row) for row in rows.fetchall()), Decimal(0))
+            pending = self._pending.terminals
+            total = Decimal(0)
+            for client_order_id, *row in rows.fetchall():
+                buffered = pending.get(client_order_id)
+                if buffered is not None:
+                    total += notional(str(buffered[2]), buffered[3])
+                else:
+                    total += row_notional(tuple(row))
+            return total
 
     def open_intents(self) -> list[OrderIntent]:
         """Intents with no terminal state on record, oldest first."""
         with self._lock:
             rows = self._connection.execute(SELECT_OPEN_INTENTS).fetchall()
-            return [intent_of_row(row) for row in rows]
+            intents = [intent_of_row(row) for row in rows]
+            return [i for i in intents if i.client_order_id not in self._pending.terminals]
 
     def record_outcomes(self, outcomes: Sequence[PlanOutcome]) -> list[tuple[OutputEvent, ...]]:
         """Write the buffered rows and the outcomes in one transaction, first writer wins."""
@@ -193,10 +209,9 @@ class SqliteLedger:
             return on_record
 
     def mark_acknowledged(self, plan_ids: Sequence[str]) -> None:
-        """Buffered: written with the next write transaction, for plans with outputs."""
-        with self._lock:
-            self._pending.acks.update(dict.fromkeys(plan_ids))
-            self._flush_when_full()
+        """Buffered without taking the ledger's lock (it is called from the producer's network
+        thread): written with the next write transaction, for plans with outputs."""
+        self._ack_inbox.extend(plan_ids)
 
     def expire(self, before: datetime) -> int:
         """Flush, then forget plans first received before ``before`` with their rows."""
@@ -222,7 +237,14 @@ class SqliteLedger:
             finally:
                 self._connection.close()
 
+    def _take_acks(self) -> None:
+        """Move the acknowledgements that arrived without the lock into the buffer."""
+        inbox = self._ack_inbox
+        while inbox:
+            self._pending.acks[inbox.popleft()] = None
+
     def _known(self, plan_id: str) -> KnownPlan | None:
+        self._take_acks()
         pending = self._pending.plans.get(plan_id)
         if pending is not None:
             return pending[0]
@@ -248,6 +270,7 @@ class SqliteLedger:
             self._flush()
 
     def _flush(self) -> None:
+        self._take_acks()
         if self._pending:
             self._transaction(lambda connection: None)
 
@@ -256,6 +279,7 @@ class SqliteLedger:
 
         The buffer is cleared only after COMMIT: a failed write keeps it for the next one.
         """
+        self._take_acks()
         connection = self._connection
         connection.execute("BEGIN IMMEDIATE")
         try:

@@ -75,7 +75,8 @@ RECORD_OUTPUTS = (
     "UPDATE plans SET outputs = ?, decided_at = ? WHERE plan_id = ? AND outputs IS NULL"
 )
 SELECT_NOTIONAL = (
-    "SELECT i.qty, i.expected_price, t.client_order_id, t.filled_qty, t.filled_avg_price"
+    "SELECT i.client_order_id, i.qty, i.expected_price, t.client_order_id, t.filled_qty,"
+    " t.filled_avg_price"
     " FROM intents AS i LEFT JOIN terminals AS t ON t.client_order_id = i.client_order_id"
     " WHERE i.account_id = ? AND i.trading_day = ?"
 )

@@ -218,7 +218,9 @@ def test_sqlite_ledger_buffered_acknowledgement_is_read_back_before_it_is_writte
 
 
 @pytest.mark.parametrize("count", [1, 10, 250])
-def test_sqlite_ledger_record_intents_is_one_transaction_per_call(path: Path, count: int) -> None:
+def test_sqlite_ledger_record_intents_is_one_transaction_per_call_terminals_none(
+    path: Path, count: int
+) -> None:
     ledger = SqliteLedger(path)
     claims_of(ledger, 3)
     orders = [intent("p0", f"S{n}", "1", "10.00") for n in range(count)]
@@ -226,8 +228,12 @@ def test_sqlite_ledger_record_intents_is_one_transaction_per_call(path: Path, co
     ledger.record_intents(orders)
     ledger.record_intents(orders)
     ledger.record_terminals([terminal(order, "1", "10.00") for order in orders])
+    buffered_terminals = ledger.transactions
+    ledger.flush()
 
-    assert ledger.transactions == 3
+    # Terminal states wait for the next write (the outcome's group commit); flush writes them.
+    assert (buffered_terminals, ledger.transactions) == (2, 3)
+    assert query(path, "SELECT count(*) FROM terminals") == [(count,)]
     assert query(path, "SELECT count(*) FROM plans UNION ALL SELECT count(*) FROM intents") == [
         (3,),
         (count,),
