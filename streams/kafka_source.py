@@ -30,6 +30,9 @@ from rebalance_stream.streams.offsets import OffsetTracker
 log = structlog.get_logger(__name__)
 
 RESUME_FRACTION = 2
+MAX_POLL_RECORDS = 500
+"""At most this many records per poll, and never more than the room left under max_in_flight:
+so the inputs in flight never exceed the bound."""
 IDLE_WAIT_S = 0.05
 
 
@@ -109,6 +112,10 @@ class KafkaPlanSource:
         self._consumer: Any = None
         self._paused = False
         self.pauses = 0
+        self.revocations = 0
+        self.most_in_flight = 0
+        """The most inputs in flight at once, as seen after each poll."""
+        """How many times a rebalance took partitions from this member (its own stop aside)."""
         """How many times the source paused its partitions for backpressure."""
         self.committed: dict[Any, int] = {}
 
@@ -170,6 +177,7 @@ class KafkaPlanSource:
         runs in two instances at once. A partition that comes straight back is rewound to
         its first unfinished offset, since kafka-python keeps its position."""
         self._revoking = frozenset((tp.topic, tp.partition) for tp in revoked)
+        self.revocations += 1 if revoked and not self._stopping.is_set() else 0
         deadline = time.monotonic() + self._revoke_wait_s
         while self._unsettled(revoked) and time.monotonic() < deadline:
             self._drain_acks()
@@ -218,8 +226,12 @@ class KafkaPlanSource:
         observer.on_completed()
 
     def _poll_once(self, observer: ObserverBase[InputRecord]) -> None:
-        batch = self._consumer.poll(timeout_ms=self._poll_timeout_ms)
+        room = self._max_in_flight - self._tracker.in_flight()
+        max_records = max(1, min(MAX_POLL_RECORDS, room))
+        batch = self._consumer.poll(timeout_ms=self._poll_timeout_ms, max_records=max_records)
         self._group_metadata = self._consumer.group_metadata()
+        received = sum(len(records) for records in batch.values())
+        self.most_in_flight = max(self.most_in_flight, self._tracker.in_flight() + received)
         for records in batch.values():
             for consumed in records:
                 position = SourcePosition(consumed.topic, consumed.partition, consumed.offset)
