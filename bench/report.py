@@ -169,7 +169,7 @@ def chart(scenarios: dict[str, dict[str, Any]], path: Path) -> str | None:
         mpl.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return "matplotlib is not installed (pip install '.[bench]')"
+        return "no chart: matplotlib is not installed (pip install '.[bench]', or make bench)"
     figure, axes = plt.subplots(2, 2, figsize=(11, 8))
     _bars(axes[0][0], scenarios.get("throughput"), "Throughput (plans/s)")
     _bars(axes[0][1], scenarios.get("replay"), "Replay, all duplicates (plans/s)")

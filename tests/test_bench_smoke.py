@@ -60,4 +60,6 @@ def test_bench_smoke_every_scenario_reports_a_number_or_a_skip_reason(
             assert result["status"] == "measured", (name, result)
             assert math.isfinite(headline(name, result)), name
     assert {t["verdict"] for t in document["targets"]} <= {"pass", "fail", "not measured"}
-    assert output.with_suffix(".png").is_file()
+    # The chart needs the `bench` extra (matplotlib); without it the JSON says why.
+    chart = output.with_suffix(".png")
+    assert chart.is_file() or document["chart"].startswith("no chart"), document["chart"]
