@@ -55,6 +55,9 @@ class SourceOptions:
     """Told after each rebalance whether this member now has partitions (readiness)."""
     on_loop: Callable[[], None] = lambda: None
     """Called once per polling loop (a liveness heartbeat)."""
+    on_lag: Callable[[dict[Any, int | None], dict[Any, int]], None] = lambda _ends, _pos: None
+    """Told every ``lag_interval_s`` the assigned partitions' end offsets and positions."""
+    lag_interval_s: float = 15.0
     revoke_wait_s: float = 5.0
     """How long a revocation waits for the revoked partitions' executing plans. It blocks
     kafka-python's network loop, heartbeats included: keep it under half the session timeout."""
@@ -102,6 +105,9 @@ class KafkaPlanSource:
         self._revoke_wait_s = options.revoke_wait_s
         self._on_assignment = options.on_assignment
         self._on_loop = options.on_loop
+        self._on_lag = options.on_lag
+        self._lag_interval_s = options.lag_interval_s
+        self._lag_due = 0.0
         self._resume_at: dict[Any, int] = {}
         self._acks: queue.SimpleQueue[tuple[bool, SourcePosition]] = queue.SimpleQueue()
         self._released: Counter[Any] = Counter()
@@ -203,6 +209,7 @@ class KafkaPlanSource:
                 self._consumer.seek(partition, offset)
                 log.info("partition_rewound", partition=str(partition), offset=offset)
         self._resume_at.clear()
+        self._lag_due = 0.0
         self._on_assignment(bool(assigned))
         log.info("partitions_assigned", partitions=sorted(str(tp) for tp in assigned))
 
@@ -212,6 +219,7 @@ class KafkaPlanSource:
             self._consumer.subscribe([self._topic], listener=_CommitOnRevoke(self))
             while not self._stopping.is_set():
                 self._on_loop()
+                self._report_lag()
                 self._drain_acks()
                 self._commit()
                 self._apply_backpressure()
@@ -247,6 +255,21 @@ class KafkaPlanSource:
                         received_at=self._clock(),
                     )
                 )
+
+    def _report_lag(self) -> None:
+        """Every lag_interval_s, and right after an assignment: the assigned partitions' end
+        offsets (one request; exact even while paused) and positions, for the lag gauge."""
+        now = time.monotonic()
+        if now < self._lag_due:
+            return
+        self._lag_due = now + self._lag_interval_s
+        partitions = list(self._consumer.assignment())
+        if not partitions:
+            self._on_lag({}, {})
+            return
+        ends: dict[Any, int | None] = dict(self._consumer.end_offsets(partitions))
+        positions = {tp: self._consumer.position(tp) for tp in partitions}
+        self._on_lag(ends, positions)
 
     def _drain_acks(self) -> None:
         while True:

@@ -142,6 +142,7 @@ class PlanConsumerJob:
                     PARTITIONS_ASSIGNED, met=assigned
                 ),
                 on_loop=self.heartbeat.beat,
+                on_lag=self.metrics.set_consumer_lag,
                 revoke_wait_s=min(settings.shutdown_deadline_s, settings.session_timeout_ms / 2000),
             ),
         )

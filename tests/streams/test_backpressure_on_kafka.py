@@ -63,4 +63,12 @@ def test_backlog_of_ten_thousand_stays_within_the_bound_without_a_rebalance(
     assert job.source.most_in_flight <= MAX_IN_FLIGHT
     assert job.source.pauses >= 1
     assert job.source.revocations == 0
+    lag = job.metrics.registry.get_sample_value
+    partitions = range(3)
+    backlog = [
+        lag("rebalance_stream_consumer_lag", {"topic": settings.topic_input, "partition": str(p)})
+        for p in partitions
+    ]
+    assert all(value is not None for value in backlog)
+    assert sum(value or 0 for value in backlog) > PLANS / 2
     broker.close()
