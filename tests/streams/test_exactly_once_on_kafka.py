@@ -96,6 +96,7 @@ def test_an_aborted_transaction_is_invisible_to_read_committed_and_stops_the_job
     committed: list[list[Disposition]] = []
 
     def fail_before_commit() -> None:
+        producer.flush()  # the records are in the log, inside the open transaction
         raise RuntimeError("crash before commit")
 
     hooks = TransactionHooks(
