@@ -12,10 +12,12 @@ from plan_factory import Trade, planned
 from rebalance_stream.brokers.paper import PaperBroker
 from rebalance_stream.brokers.paper_account import PaperAccount
 from rebalance_stream.contracts.outcomes import FailureStep
+from rebalance_stream.contracts.rebalance import RebalancePlanned
 from rebalance_stream.operators.decode import decode_record
 from rebalance_stream.operators.flow import (
     DecodedDocument,
     Disposition,
+    Envelope,
     Failed,
     InputRecord,
     SourcePosition,
@@ -88,13 +90,20 @@ def started_broker(
     return broker
 
 
+def validated(document: dict[str, Any], offset: int = 0, topic: str = INPUT_TOPIC) -> Envelope[Any]:
+    """A document decoded and validated, as the two steps before dedupe leave it."""
+    decoded = decode_record(record(document, offset, topic=topic))
+    assert isinstance(decoded.payload, DecodedDocument)
+    envelope = validate_envelope(decoded, decoded.payload)
+    assert isinstance(envelope.payload, RebalancePlanned)
+    return envelope
+
+
 def decided_disposition(
     plan_id: str, offset: int = 0, reason: str = "risk says no", topic: str = INPUT_TOPIC
 ) -> Disposition:
     """The Disposition of a plan that failed at risk (one WorkflowFailed), owning its outcome."""
     document = planned(plan_id, [Trade("SPY", "BUY", "1500.00")], event_id=f"e-{plan_id}")
-    decoded = decode_record(record(document, offset, topic=topic))
-    assert isinstance(decoded.payload, DecodedDocument)
-    envelope = validate_envelope(decoded, decoded.payload)
+    envelope = validated(document, offset, topic)
     failure = Failed(FailureStep.RISK, "RISK", reason, "RiskDenied", "check_risk")
     return disposition_of(replace(envelope.failed(failure), owns_outcome=True), T0)

@@ -11,7 +11,7 @@ import reactivex
 from plan_factory import Trade, planned
 from reactivex import operators as ops
 from reactivex.testing import ReactiveTest, TestScheduler
-from support import T0, record
+from support import T0, record, validated
 
 from rebalance_stream.contracts.outcomes import FailureStep
 from rebalance_stream.contracts.rebalance import RebalancePlanned
@@ -19,25 +19,14 @@ from rebalance_stream.ledger.memory import InMemoryLedger
 from rebalance_stream.ledger.protocol import Claim, ClaimStatus, PlanClaim
 from rebalance_stream.operators.decode import decode_record
 from rebalance_stream.operators.dedupe import claim_request, dedupe
-from rebalance_stream.operators.flow import DecodedDocument, Envelope, Failed, Recorded, Skipped
+from rebalance_stream.operators.flow import Envelope, Failed, Recorded, Skipped
 from rebalance_stream.operators.output_events import disposition_of
-from rebalance_stream.operators.validate import validate_envelope
 
 on_next = ReactiveTest.on_next
 on_completed = ReactiveTest.on_completed
 
 ITEMS = [Trade("SPY", "BUY", "1500.00")]
 OTHER_ITEMS = [Trade("SPY", "BUY", "2500.00")]
-
-
-def validated(document: dict[str, Any], offset: int = 0) -> Envelope[Any]:
-    """Decode and validate a document, as the two steps before dedupe do."""
-    decoded = decode_record(record(document, offset))
-    payload = decoded.payload
-    assert isinstance(payload, DecodedDocument)
-    envelope = validate_envelope(decoded, payload)
-    assert isinstance(envelope.payload, RebalancePlanned)
-    return envelope
 
 
 def conflict(plan_id: str, first_event_id: str) -> Failed:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from plan_factory import Trade, planned
 from reactivex.testing import ReactiveTest, TestScheduler
-from support import T0, FixedClock, record
+from support import T0, FixedClock, record, validated
 
 from rebalance_stream.brokers.protocol import MarketClock
 from rebalance_stream.contracts.execution import Scenario
@@ -16,7 +16,6 @@ from rebalance_stream.contracts.outcomes import FailureStep
 from rebalance_stream.contracts.rebalance import RebalancePlanned
 from rebalance_stream.operators.decode import decode_record
 from rebalance_stream.operators.flow import (
-    DecodedDocument,
     Envelope,
     Failed,
     PlanExecution,
@@ -27,7 +26,6 @@ from rebalance_stream.operators.market_gate import (
     clock_failure,
     gate_on_market_clock,
 )
-from rebalance_stream.operators.validate import validate_envelope
 
 on_next = ReactiveTest.on_next
 on_completed = ReactiveTest.on_completed
@@ -35,15 +33,6 @@ on_completed = ReactiveTest.on_completed
 ITEMS = [Trade("SPY", "BUY", "1500.00")]
 OPEN, CLOSED = True, False
 LATENCY_S = 0.25
-
-
-def validated(document: dict[str, Any], offset: int = 0) -> Envelope[Any]:
-    decoded = decode_record(record(document, offset))
-    payload = decoded.payload
-    assert isinstance(payload, DecodedDocument)
-    envelope = validate_envelope(decoded, payload)
-    assert isinstance(envelope.payload, RebalancePlanned)
-    return envelope
 
 
 class ScriptedMarket:

@@ -7,21 +7,19 @@ from typing import Any
 
 from plan_factory import Trade, planned
 from reactivex.testing import ReactiveTest, TestScheduler
-from support import T0, FixedClock, record
+from support import T0, FixedClock, record, validated
 
 from rebalance_stream.contracts.execution import Scenario
 from rebalance_stream.contracts.outcomes import FailureStep
 from rebalance_stream.contracts.rebalance import RebalancePlanned
 from rebalance_stream.operators.decode import decode_record
 from rebalance_stream.operators.flow import (
-    DecodedDocument,
     Envelope,
     Failed,
     PlanExecution,
     Skipped,
 )
 from rebalance_stream.operators.no_trade import needs_no_trades, skip_when_no_trades
-from rebalance_stream.operators.validate import validate_envelope
 
 on_next = ReactiveTest.on_next
 on_completed = ReactiveTest.on_completed
@@ -30,15 +28,6 @@ BUY = [Trade("SPY", "BUY", "1500.00"), Trade("VTI", "HOLD", "0")]
 SELL = [Trade("SPY", "SELL", "-1500.00")]
 HOLDS = [Trade("SPY", "HOLD", "0"), Trade("VTI", "HOLD", "0.00")]
 NO_TRADES = PlanExecution(Scenario.NO_TRADES_NEEDED, (), T0, T0, decided_by="skip_when_no_trades")
-
-
-def validated(document: dict[str, Any], offset: int = 0) -> Envelope[Any]:
-    decoded = decode_record(record(document, offset))
-    payload = decoded.payload
-    assert isinstance(payload, DecodedDocument)
-    envelope = validate_envelope(decoded, payload)
-    assert isinstance(envelope.payload, RebalancePlanned)
-    return envelope
 
 
 def event(document: dict[str, Any]) -> RebalancePlanned:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from plan_factory import Trade, planned
 from reactivex.testing import ReactiveTest, TestScheduler
-from support import T0, FixedClock, record
+from support import T0, FixedClock, record, validated
 
 from rebalance_stream.contracts.execution import Scenario
 from rebalance_stream.contracts.outcomes import FailureStep
@@ -17,7 +17,6 @@ from rebalance_stream.contracts.rebalance import RebalancePlan, RebalancePlanned
 from rebalance_stream.ledger.protocol import trading_day
 from rebalance_stream.operators.decode import decode_record
 from rebalance_stream.operators.flow import (
-    DecodedDocument,
     Envelope,
     Failed,
     PlanExecution,
@@ -30,7 +29,6 @@ from rebalance_stream.operators.risk import (
     check_risk,
     evaluate_risk,
 )
-from rebalance_stream.operators.validate import validate_envelope
 
 on_next = ReactiveTest.on_next
 on_completed = ReactiveTest.on_completed
@@ -49,15 +47,6 @@ DAILY_ONLY = RiskLimits(
 
 def plan(trades: list[Trade]) -> RebalancePlan:
     return RebalancePlan.model_validate(planned("p1", trades)["rebalance_plan"])
-
-
-def validated(document: dict[str, Any], offset: int = 0) -> Envelope[Any]:
-    decoded = decode_record(record(document, offset))
-    payload = decoded.payload
-    assert isinstance(payload, DecodedDocument)
-    envelope = validate_envelope(decoded, payload)
-    assert isinstance(envelope.payload, RebalancePlanned)
-    return envelope
 
 
 def denied(reason_code: str, reason: str) -> Failed:

@@ -11,14 +11,13 @@ from typing import Any
 
 from plan_factory import Trade, planned
 from reactivex.testing import ReactiveTest, TestScheduler
-from support import T0, FixedClock, record
+from support import T0, FixedClock, record, validated
 
 from rebalance_stream.contracts.outcomes import FailureStep
 from rebalance_stream.contracts.rebalance import RebalancePlanned
 from rebalance_stream.operators.decode import decode_record
-from rebalance_stream.operators.flow import DecodedDocument, Envelope, Failed, Skipped
+from rebalance_stream.operators.flow import Envelope, Failed, Skipped
 from rebalance_stream.operators.staleness import reject_stale, staleness_failure
-from rebalance_stream.operators.validate import validate_envelope
 
 on_next = ReactiveTest.on_next
 on_completed = ReactiveTest.on_completed
@@ -26,15 +25,6 @@ on_completed = ReactiveTest.on_completed
 ITEMS = [Trade("SPY", "BUY", "1500.00")]
 ONE_HOUR = timedelta(hours=1)
 NINETY_MINUTES_EARLIER = "2026-11-30T13:00:00Z"
-
-
-def validated(document: dict[str, Any], offset: int = 0) -> Envelope[Any]:
-    decoded = decode_record(record(document, offset))
-    payload = decoded.payload
-    assert isinstance(payload, DecodedDocument)
-    envelope = validate_envelope(decoded, payload)
-    assert isinstance(envelope.payload, RebalancePlanned)
-    return envelope
 
 
 def stale(plan_id: str, age_s: int, max_age_s: int) -> Failed:
