@@ -1,15 +1,17 @@
 """The Alpaca broker: the Broker protocol over alpaca-py's REST clients, for real money.
 
-Each plan's order is placed at most once. A submit is sent exactly once; when its outcome is
-unknown (timeout, 5xx, 429, connection cut) the order is looked up by client_order_id, with
-backoff, and never sent again:
+Each plan's order is placed at most once. A submit is sent once; when its outcome is unknown
+(timeout, 5xx, connection cut) the order is looked up by client_order_id, with backoff, and
+never sent again:
 
     POST /v2/orders -> 504            (Alpaca may have accepted it)
     GET  /v2/orders:by_client_order_id -> 404, 200   -> that order is returned
     (still 404 after ``resolve_attempts`` lookups -> BrokerUnavailable)
 
 Reads and cancels are retried with jittered exponential backoff on 429, 5xx and connection
-errors (``alpaca_errors`` has the whole table). Every request waits for the key's token bucket.
+errors (``alpaca_errors`` has the whole table). A submit answered 429 (refused by the rate
+limiter before processing) is sent again, with the same client_order_id, after the limit
+resets: at most ``submit_attempts`` sends. Every request waits for the key's token bucket.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from rebalance_stream.brokers.alpaca_errors import (
     Outcome,
     classify,
     describe,
+    is_rate_limited,
     is_retryable_read,
     to_broker_error,
 )
@@ -186,8 +189,9 @@ class AlpacaBroker:
         Alpaca's message) or BrokerUnavailable; an unknown outcome is resolved by lookup."""
         body = order_body(request)
         client_order_id = request.client_order_id
+        sending = self._retrying(self._config.submit_attempts, retry_on=is_rate_limited)
         try:
-            raw = self._trading.post("/orders", body)
+            raw = sending(lambda: self._trading.post("/orders", body))
         except VENUE_FAILURES as exc:
             failure = describe(exc)
             outcome = classify(failure, Operation.SUBMIT)
@@ -324,9 +328,16 @@ class AlpacaBroker:
         )
         return found
 
-    def _retrying(self, attempts: int, *, retry_none: bool = False) -> Retrying:
-        """Jittered exponential backoff on retryable failures (and on None, if asked)."""
-        retry = retry_if_exception(is_retryable_read)
+    def _retrying(
+        self,
+        attempts: int,
+        *,
+        retry_on: Callable[[BaseException], bool] = is_retryable_read,
+        retry_none: bool = False,
+    ) -> Retrying:
+        """Jittered exponential backoff on failures ``retry_on`` accepts (and on None, if
+        asked); the token bucket adds the venue's own reset wait after a 429."""
+        retry = retry_if_exception(retry_on)
         return Retrying(
             stop=stop_after_attempt(attempts),
             wait=wait_random_exponential(

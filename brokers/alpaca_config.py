@@ -35,6 +35,8 @@ class AlpacaConfig(BaseSettings):
     rate_limit_burst: float | None = Field(None, ge=1)
     read_attempts: int = Field(4, ge=1)
     """Attempts of each read or cancel, the first included."""
+    submit_attempts: int = Field(4, ge=1)
+    """Sends of one order, the first included, while Alpaca answers 429 (rate limited)."""
     resolve_attempts: int = Field(6, ge=1)
     """Lookups by client_order_id after a submit of unknown outcome."""
     backoff_base_s: float = Field(0.25, gt=0)

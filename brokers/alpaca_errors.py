@@ -2,7 +2,8 @@
 
     failure                                     read       submit     cancel
     connection error, timeout, cut body         retry      unknown    retry
-    429, 5xx                                    retry      unknown    retry
+    429                                         retry      retry      retry
+    5xx                                         retry      unknown    retry
     404 with an Alpaca error body               not_found  fatal      not_found
     422 "client_order_id must be unique"        fatal      duplicate  already_done
     422 (not fractionable, bad qty, ...)        fatal      rejected   already_done
@@ -10,7 +11,11 @@
     401, 404 without an Alpaca body, 3xx, ...   fatal      fatal      fatal
 
 ``unknown``: the order may have been accepted. It is looked up by client_order_id, never sent
-again. A 404 without Alpaca's JSON body is a wrong URL, not a missing position: reading it
+again. A 429 comes from Alpaca's rate limiter, before the order is processed, so a submit
+answered 429 is sent again after the limit resets; it keeps its client_order_id, so were it
+placed after all, the resend would be refused as a duplicate and the order adopted.
+
+A 404 without Alpaca's JSON body is a wrong URL, not a missing position: reading it
 as "no position" would size trades on a zero holding.
 """
 
@@ -117,6 +122,8 @@ def describe(exc: BaseException) -> ApiFailure:
 
 def classify(failure: ApiFailure, operation: Operation) -> Outcome:
     """Where ``failure`` of ``operation`` falls in the module's table."""
+    if failure.status == HTTP_TOO_MANY_REQUESTS:
+        return Outcome.RETRY
     if failure.transient:
         return Outcome.UNKNOWN if operation is Operation.SUBMIT else Outcome.RETRY
     if operation is Operation.SUBMIT:
@@ -133,6 +140,11 @@ def is_retryable_read(exc: BaseException) -> bool:
     if not isinstance(exc, VENUE_FAILURES):
         return False
     return classify(describe(exc), Operation.READ) is Outcome.RETRY
+
+
+def is_rate_limited(exc: BaseException) -> bool:
+    """Whether ``exc`` is Alpaca's 429: refused before processing, so any call may be resent."""
+    return isinstance(exc, VENUE_FAILURES) and describe(exc).status == HTTP_TOO_MANY_REQUESTS
 
 
 def to_broker_error(failure: ApiFailure, outcome: Outcome, subject: str) -> BrokerError:

@@ -128,7 +128,7 @@ class FakeAlpacaServer:
         self._limiter = RateLimiter(self.config.rate_limit_per_min, self._now_s)
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str, str]] = Counter()
-        self._order_bodies: list[str] = []
+        self._order_posts: list[tuple[str, int]] = []
         trading = TradingApi(self.engine)
         self._router = Router(
             trading.routes() + AdminApi(self.engine, self.faults, self.stats).routes()
@@ -209,9 +209,14 @@ class FakeAlpacaServer:
             return dict(self._counts)
 
     def order_requests(self) -> list[str]:
-        """The raw body of every authorized POST /v2/orders, in arrival order."""
+        """The raw body of every authorized POST /v2/orders, in the order answered."""
+        return [body for body, _ in self.order_posts()]
+
+    def order_posts(self) -> list[tuple[str, int]]:
+        """(raw body, HTTP status answered) of every authorized POST /v2/orders; status 0 is a
+        cut connection."""
         with self._lock:
-            return list(self._order_bodies)
+            return list(self._order_posts)
 
     def stats(self) -> dict[str, object]:
         counts = [
@@ -232,9 +237,17 @@ class FakeAlpacaServer:
         key = request.headers.get("apca-api-key-id", "")
         if not self._authorized(request):
             return _with_rate(json_reply(401, _UNAUTHORIZED), self._limiter.peek(key))
+        reply = self._answer(request, template, handler, args)
         if request.method == "POST" and template == ORDERS_TEMPLATE:
             with self._lock:
-                self._order_bodies.append(request.body.decode("utf-8", "replace"))
+                self._order_posts.append((request.body.decode("utf-8", "replace"), reply.status))
+        return reply
+
+    def _answer(
+        self, request: Request, template: str, handler: Handler | None, args: Mapping[str, str]
+    ) -> Reply:
+        """An authorized API request's reply: the rate limit, then armed faults, then the route."""
+        key = request.headers.get("apca-api-key-id", "")
         rate = self._limiter.hit(key)
         if not rate.allowed:
             return _with_rate(json_reply(429, _RATE_LIMITED), rate)

@@ -110,7 +110,7 @@ DUPLICATE = "client_order_id must be unique"
 CLASSIFICATION_TABLE = [
     # (failure, operation, outcome)
     (status_error(429), Operation.READ, Outcome.RETRY),
-    (status_error(429), Operation.SUBMIT, Outcome.UNKNOWN),
+    (status_error(429), Operation.SUBMIT, Outcome.RETRY),
     (status_error(429), Operation.CANCEL, Outcome.RETRY),
     (status_error(500), Operation.READ, Outcome.RETRY),
     (status_error(503, code=None), Operation.READ, Outcome.RETRY),
@@ -860,7 +860,7 @@ def test_alpaca_broker_submit_timeout_is_resolved_by_lookup(venue: FakeAlpacaSer
     assert len(venue_orders(venue)) == 1
 
 
-@pytest.mark.parametrize("fault", [FaultKind.DISCONNECT, FaultKind.HTTP_500, FaultKind.HTTP_429])
+@pytest.mark.parametrize("fault", [FaultKind.DISCONNECT, FaultKind.HTTP_500])
 def test_alpaca_broker_submit_not_placed_is_unavailable_and_never_resent(
     venue: FakeAlpacaServer, fault: FaultKind
 ) -> None:
@@ -874,6 +874,38 @@ def test_alpaca_broker_submit_not_placed_is_unavailable_and_never_resent(
 
     assert count(venue, "POST", "/v2/orders") == 1
     assert count(venue, "GET", "/v2/orders:by_client_order_id") == 3
+    assert venue_orders(venue) == []
+
+
+def test_alpaca_broker_submit_answered_429_is_sent_again_after_the_reset_and_placed_once(
+    venue: FakeAlpacaServer,
+) -> None:
+    venue.inject_fault(FaultKind.HTTP_429, method="POST", path="/v2/orders", count=2, reset_in_s=0)
+
+    with started(venue) as alpaca:
+        order = alpaca.submit_order(buy("1", "cid-rate-limited"))
+        stats = alpaca.stats
+
+    assert order.client_order_id == "cid-rate-limited"
+    assert [status for _, status in venue.order_posts()] == [429, 429, 200]
+    assert count(venue, "GET", "/v2/orders:by_client_order_id") == 0
+    assert [o.client_order_id for o in venue_orders(venue)] == ["cid-rate-limited"]
+    assert (stats.rate_limited, stats.retries, stats.unknown_outcomes) == (2, 2, 0)
+
+
+def test_alpaca_broker_submit_still_429_after_its_attempts_is_unavailable_and_not_placed(
+    venue: FakeAlpacaServer,
+) -> None:
+    venue.inject_fault(FaultKind.HTTP_429, method="POST", path="/v2/orders", count=3, reset_in_s=0)
+
+    with (
+        started(venue, submit_attempts=3) as alpaca,
+        pytest.raises(BrokerUnavailable, match="cid-refused: HTTP 429"),
+    ):
+        alpaca.submit_order(buy("1", "cid-refused"))
+
+    assert [status for _, status in venue.order_posts()] == [429, 429, 429]
+    assert count(venue, "GET", "/v2/orders:by_client_order_id") == 0
     assert venue_orders(venue) == []
 
 

@@ -3,6 +3,7 @@ that stop the job with signals (SIGTERM, SIGKILL) and start it again."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -97,6 +98,10 @@ class OutputReader:
     def poll(self) -> None:
         for partition, batch in self._consumer.poll(timeout_ms=200).items():
             self.records[partition.topic].extend(batch)
+
+    def causes(self, topic: str) -> set[str]:
+        """The distinct ``causation_id`` values read so far on ``topic``."""
+        return {json.loads(r.value)["causation_id"] for r in self.records[topic]}
 
     def wait_until(self, done: Callable[[OutputReader], bool], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

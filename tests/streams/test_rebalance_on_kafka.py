@@ -66,7 +66,8 @@ def test_second_instance_joining_mid_stream_every_plan_decided_no_order_twice(
     first = RunningJob(PlanConsumerJob(settings, broker, InMemoryLedger()))
     assert reader.wait_until(lambda r: len(r.records[done]) >= 3, WAIT_S)
     second = RunningJob(PlanConsumerJob(settings, broker, InMemoryLedger()))
-    all_done = reader.wait_until(lambda r: len(r.records[done]) >= PLANS, WAIT_S)
+    expected = {f"evt-plan-{i:02d}" for i in range(PLANS)}
+    all_done = reader.wait_until(lambda r: r.causes(done) >= expected, WAIT_S)
     codes = (first.stop(), second.stop())
     reader.wait_until(lambda r: False, 1.0)
     reader.close()
@@ -74,7 +75,6 @@ def test_second_instance_joining_mid_stream_every_plan_decided_no_order_twice(
     assert (all_done, codes) == (True, (EXIT_OK, EXIT_OK))
     consumed = (first.job.counts.snapshot(), second.job.counts.snapshot())
     assert all(counts.get("consumed", 0) > 0 for counts in consumed), consumed
-    expected = {f"evt-plan-{i:02d}" for i in range(PLANS)}
     for topic in (settings.topic_trade_executed, done):
         causes = Counter(json.loads(r.value)["causation_id"] for r in reader.records[topic])
         assert set(causes) == expected, topic
