@@ -11,7 +11,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from rebalance_stream.contracts.envelope import SCHEMA_VERSION, Contract, EventEnvelope, NonEmptyStr
-from rebalance_stream.contracts.wire import Money, UtcTimestamp, strip_trailing_zeros
+from rebalance_stream.contracts.wire import Money, UtcTimestamp, WireInt, strip_trailing_zeros
 
 MAX_SYMBOL_LENGTH = 10
 
@@ -56,7 +56,7 @@ class RebalancePlanItem(Contract):
     current_value: NonNegativeMoney
     trade_amount: Money
     action: TradeAction
-    priority: Annotated[int, Field(ge=1, le=5)]
+    priority: Annotated[WireInt, Field(ge=1, le=5)]
 
     @model_validator(mode="after")
     def _sign_agrees_with_action(self) -> RebalancePlanItem:
@@ -101,7 +101,7 @@ class RebalancePlan(Contract):
     total_trade_value: Money
     max_drift_tolerance: Annotated[Money, Field(ge=0, le=1)] = Decimal("0.05")
     execution_urgency: ExecutionUrgency = ExecutionUrgency.NORMAL
-    estimated_duration_minutes: Annotated[int, Field(ge=1)] | None = None
+    estimated_duration_minutes: Annotated[WireInt, Field(ge=1)] | None = None
     metadata: dict[str, Any] | None = None
     strategy_id: str | None = None
     account_id: NonEmptyStr = "default"

@@ -40,9 +40,38 @@ def _reject_float_artifacts(value: object) -> object:
     return value
 
 
+# Digits allowed before and after the point of a Money value (SQL's DECIMAL(38) bound). Beyond
+# it lies no amount or quantity, only inputs like 1e999999999, whose plain form has a billion
+# digits; an integer field takes at most 18 digits before pydantic converts a Decimal to int.
+MAX_DECIMAL_DIGITS = 38
+MAX_INTEGER_DIGITS = 18
+
+
+def _has_more_digits_than(value: Decimal, limit: int) -> bool:
+    """Whether a finite ``value`` has more than ``limit`` digits before or after the point."""
+    exponent = value.as_tuple().exponent
+    return value.adjusted() >= limit or (isinstance(exponent, int) and exponent < -limit)
+
+
 def _require_finite(value: Decimal) -> Decimal:
     if not value.is_finite():
         raise ValueError("decimal must be finite")
+    if _has_more_digits_than(value, MAX_DECIMAL_DIGITS):
+        raise ValueError(
+            f"decimal out of range: at most {MAX_DECIMAL_DIGITS} digits before and after the point"
+        )
+    return value
+
+
+def _reject_oversized_number(value: object) -> object:
+    """Refuse a Decimal of more than MAX_INTEGER_DIGITS digits before or after the point before
+    pydantic turns it into an int (``1E-999999999`` costs as much as ``1E+999999999``)."""
+    if (
+        isinstance(value, Decimal)
+        and value.is_finite()
+        and _has_more_digits_than(value, MAX_INTEGER_DIGITS)
+    ):
+        raise ValueError(f"integer out of range: more than {MAX_INTEGER_DIGITS} digits")
     return value
 
 
@@ -61,7 +90,11 @@ Money = Annotated[
     AfterValidator(_require_finite),
     PlainSerializer(plain_decimal, return_type=str, when_used="json"),
 ]
-"""A finite Decimal; accepts strings and JSON numbers, writes a plain decimal string."""
+"""A finite Decimal, at most 38 digits before and after the point; accepts strings and JSON
+numbers, writes a plain decimal string."""
+
+WireInt = Annotated[int, BeforeValidator(_reject_oversized_number)]
+"""An int read from JSON; accepts integral numbers (``3.0``) of at most 18 digits."""
 
 UtcTimestamp = Annotated[
     AwareDatetime,

@@ -20,6 +20,7 @@ from rebalance_stream.operators.flow import (
     InputRecord,
     Op,
 )
+from rebalance_stream.operators.step import UNEXPECTED_ERROR
 
 log = structlog.get_logger(__name__)
 
@@ -37,10 +38,16 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_json_object(value: bytes) -> dict[str, Any]:
-    """Parse bytes as a JSON object with exact decimals; raise DecodeError otherwise."""
+    """Parse bytes as a JSON object with exact decimals; raise DecodeError otherwise.
+
+    A number Python cannot hold is a DecodeError too: an integer of more than 4,300 digits
+    (``int``'s limit) or an exponent beyond Decimal's (``1e999999999999999999999``).
+    """
     try:
         document = json.loads(value, parse_float=Decimal, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except DecodeError:
+        raise
+    except (ValueError, ArithmeticError, RecursionError) as exc:  # JSONDecodeError included
         raise DecodeError(f"not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise DecodeError(f"expected a JSON object, got {type(document).__name__}")
@@ -52,7 +59,7 @@ def read_identity(document: dict[str, Any]) -> EventIdentity:
 
     def text(name: str) -> str | None:
         value = document.get(name)
-        return value if isinstance(value, str) and value else None
+        return value if isinstance(value, str) and value and _is_utf8(value) else None
 
     return EventIdentity(
         event_id=text("event_id"),
@@ -60,6 +67,15 @@ def read_identity(document: dict[str, Any]) -> EventIdentity:
         event_type=text("event_type"),
         schema_version=text("schema_version"),
     )
+
+
+def _is_utf8(text: str) -> bool:
+    """False for a string with a lone surrogate (JSON ``"\\ud800"``): no output can carry it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _failure(reason_code: str, reason: str, error_type: str, *, notify: bool) -> Failed:
@@ -95,6 +111,23 @@ def decode_record(
     record: InputRecord, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
 ) -> Envelope[DecodedDocument]:
     """Decode one record; never raises. A fault is a dead-lettered ``Failed`` (SPEC 1)."""
+    try:
+        return _decode_record(record, max_input_bytes)
+    except Exception as exc:  # a fault of one record must not end the stream
+        position = record.position
+        log.exception(
+            "step_failed_unexpectedly",
+            step=STEP,
+            topic=position.topic,
+            partition=position.partition,
+            offset=position.offset,
+        )
+        reason = f"unexpected error in {STEP}: {type(exc).__name__}: {exc}"
+        failure = _failure(UNEXPECTED_ERROR, reason, type(exc).__name__, notify=False)
+        return Envelope(record=record, payload=failure)
+
+
+def _decode_record(record: InputRecord, max_input_bytes: int) -> Envelope[DecodedDocument]:
     if len(record.value) > max_input_bytes:
         reason = f"input of {len(record.value)} bytes exceeds the limit of {max_input_bytes}"
         failure = _failure("INPUT_TOO_LARGE", reason, "InputTooLarge", notify=False)

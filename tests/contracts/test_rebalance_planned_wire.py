@@ -442,3 +442,49 @@ def test_rebalance_plan_account_id_missing_defaults_to_default() -> None:
     event = RebalancePlanned.model_validate(document)
 
     assert event.rebalance_plan.account_id == "default"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [Decimal("1E+38"), Decimal("-1E+999999999"), Decimal("1E-39"), Decimal("0E-999999999")],
+)
+def test_rebalance_plan_item_money_beyond_38_digits_either_side_of_the_point_is_rejected(
+    value: Decimal,
+) -> None:
+    with pytest.raises(ValidationError) as error:
+        RebalancePlanItem.model_validate(item_document(target_value=value))
+
+    assert error_types(error) == [("value_error", ("target_value",))]
+    assert "decimal out of range" in str(error.value)
+
+
+@pytest.mark.parametrize("value", ["9" * 38, "0." + "0" * 37 + "1", "1E+37"])
+def test_rebalance_plan_item_money_within_38_digits_either_side_is_accepted(value: str) -> None:
+    item = RebalancePlanItem.model_validate(item_document(target_value=value))
+
+    assert item.target_value == Decimal(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (Decimal("1E+18"), "value_error"),
+        (Decimal("1E+999999999"), "value_error"),
+        (Decimal("3E-19"), "value_error"),
+        (Decimal("-1E-999999999"), "value_error"),
+    ],
+)
+def test_rebalance_plan_item_priority_beyond_18_digits_either_side_is_rejected_before_int(
+    value: Decimal, expected: str
+) -> None:
+    with pytest.raises(ValidationError) as error:
+        RebalancePlanItem.model_validate(item_document(priority=value))
+
+    assert error_types(error) == [(expected, ("priority",))]
+    assert "integer out of range" in str(error.value)
+
+
+def test_rebalance_plan_item_priority_as_an_integral_json_number_is_accepted() -> None:
+    item = RebalancePlanItem.model_validate(item_document(priority=Decimal("3.0")))
+
+    assert item.priority == 3

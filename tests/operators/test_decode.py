@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from decimal import Decimal
 from typing import Any
@@ -113,6 +114,37 @@ def test_read_identity_non_string_or_empty_fields_are_none() -> None:
     )
 
 
+def test_read_identity_string_with_a_lone_surrogate_is_none() -> None:
+    document = json.loads('{"event_id": "e\\ud800", "correlation_id": "c1"}')
+
+    identity = read_identity(document)
+
+    assert (identity.event_id, identity.correlation_id) == (None, "c1")
+
+
+def test_decode_record_unexpected_error_is_a_dead_lettered_failure_not_an_exception(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(value: bytes) -> dict[str, Any]:
+        raise RuntimeError("parser bug")
+
+    module = importlib.import_module(decode_record.__module__)
+    monkeypatch.setattr(module, "parse_json_object", broken)
+    source = record(b'{"event_id": "e1"}')
+
+    envelope = decode_record(source)
+
+    assert envelope == Envelope(
+        record=source,
+        payload=decode_failure(
+            "UNEXPECTED_ERROR",
+            "unexpected error in decode: RuntimeError: parser bug",
+            "RuntimeError",
+            notify=False,
+        ),
+    )
+
+
 def test_read_identity_full_envelope_reads_every_field() -> None:
     identity = read_identity(plan_document())
 
@@ -161,6 +193,15 @@ def test_decode_record_json_float_becomes_exact_decimal_in_document() -> None:
             "position 14: invalid start byte",
         ),
         (b'{"event_id": "e1", "amount": NaN}', "NaN is not a valid JSON number"),
+        (
+            b'{"n": ' + b"1" * 4301 + b"}",
+            "not valid JSON: Exceeds the limit (4300 digits) for integer string conversion: "
+            "value has 4301 digits; use sys.set_int_max_str_digits() to increase the limit",
+        ),
+        (
+            b'{"n": 1e999999999999999999999}',
+            "not valid JSON: [<class 'decimal.InvalidOperation'>]",
+        ),
     ],
 )
 def test_decode_record_unparseable_bytes_fail_as_malformed_json(value: bytes, reason: str) -> None:
