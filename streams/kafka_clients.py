@@ -1,4 +1,4 @@
-"""kafka-python clients configured from Settings (SPEC 4); secrets never leave this module."""
+"""kafka-python clients configured from Settings (SPEC 4); security is ``kafka_security``'s."""
 
 from __future__ import annotations
 
@@ -10,27 +10,19 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer  # type: ignore
 from kafka.admin import NewTopic  # type: ignore[import-untyped]
 from kafka.errors import TopicAlreadyExistsError  # type: ignore[import-untyped]
 
+from rebalance_stream.streams.kafka_security import client_config
 from rebalance_stream.streams.settings import Settings
 
+__all__ = [
+    "client_config",
+    "create_topics",
+    "make_consumer",
+    "make_producer",
+    "make_transactional_producer",
+    "transactional_id_of",
+]
+
 PRODUCER_LINGER_MS = 5
-
-
-def client_config(settings: Settings) -> dict[str, Any]:
-    """Bootstrap servers and security, shared by every client."""
-    if not settings.kafka_bootstrap_servers:
-        raise ValueError("REBALANCE_STREAM_KAFKA_BOOTSTRAP_SERVERS is not set")
-    config: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap_servers.split(","),
-        "security_protocol": settings.kafka_security_protocol,
-    }
-    if settings.kafka_sasl_mechanism:
-        config["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        config["sasl_plain_username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password is not None:
-            config["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
-    if settings.kafka_ssl_cafile:
-        config["ssl_cafile"] = str(settings.kafka_ssl_cafile)
-    return config
 
 
 def make_consumer(settings: Settings) -> Any:

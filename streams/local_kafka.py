@@ -9,7 +9,6 @@ into a cache, and ``LocalKafka`` formats a data directory and runs the broker fr
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import os
 import shutil
@@ -19,8 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Self
@@ -29,12 +27,22 @@ import structlog
 from kafka import KafkaAdminClient  # type: ignore[import-untyped]
 from kafka.errors import KafkaError, TopicAlreadyExistsError  # type: ignore[import-untyped]
 
+from rebalance_stream.streams.local_kafka_config import (
+    HOST,
+    JAAS_OPTION,
+    broker_properties,
+    check_sasl_users,
+    free_ports,
+    random_cluster_id,
+    scram_format_arguments,
+    write_jaas,
+    write_properties,
+)
 from rebalance_stream.streams.logs import configure_logging
 
 KAFKA_VERSION = "4.1.1"
 KAFKA_JAR = f"kafka_2.13-{KAFKA_VERSION}.jar"
 CACHE_ENV = "REBALANCE_STREAM_KAFKA_CACHE"
-HOST = "127.0.0.1"
 LOG_TAIL_LINES = 40
 POLL_S = 0.25
 ATTEMPT_TIMEOUT_S = 5.0
@@ -104,47 +112,6 @@ def _move_into_place(staged: Path, libs: Path) -> None:
         # Another process finished the same download first; its copy is as good as ours.
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports on 127.0.0.1 that were free a moment ago."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind((HOST, 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-
-
-def random_cluster_id() -> str:
-    """A cluster id as Kafka wants it: a uuid4's 16 bytes in base64url without padding.
-
-    Like Kafka's Uuid.randomUuid(), skip ids that begin with "-" (a CLI takes them for options).
-    """
-    while True:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        if not cluster_id.startswith("-"):
-            return cluster_id
-
-
-def broker_properties(data_dir: Path, port: int, controller_port: int) -> dict[str, str]:
-    """server.properties for one node that is both broker and controller, on 127.0.0.1 only."""
-    return {
-        "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "log.dirs": str(data_dir / "logs"),
-        "num.partitions": "1",
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "group.initial.rebalance.delay.ms": "0",
-        "auto.create.topics.enable": "false",
-    }
-
-
 def create_topics(bootstrap_servers: str, names: Iterable[str], partitions: int = 1) -> None:
     """Create each topic with replication factor 1 and wait until it has a leader.
 
@@ -168,6 +135,10 @@ class LocalKafka:
     The constructor only stores configuration; ``start()`` formats ``data_dir`` on first use and
     launches the broker, ``stop()`` ends it. ``data_dir`` holds server.properties, ``logs/`` (the
     topic data, kept across restarts), broker.log (the JVM's output) and kafka.pid while it runs.
+
+    ``sasl_users`` (name to password) adds a SASL_PLAINTEXT listener on ``sasl_port``: PLAIN
+    checks the users of a JAAS file written into ``data_dir``, and SCRAM-SHA-256/512 the same
+    users, created when the storage is formatted (so on a fresh ``data_dir`` only).
     """
 
     def __init__(
@@ -178,10 +149,15 @@ class LocalKafka:
         jars: Path | None = None,
         transaction_max_timeout_ms: int | None = None,
         java: str | None = None,
+        sasl_users: Mapping[str, str] | None = None,
     ) -> None:
         """Store the configuration; None picks a free port, fetch_jars() and the java on PATH."""
+        if sasl_users is not None:
+            check_sasl_users(sasl_users)
         self.data_dir = data_dir
         self._port = port
+        self._sasl_users = dict(sasl_users) if sasl_users is not None else None
+        self._sasl_port: int | None = None
         self._jars = jars
         self._transaction_max_timeout_ms = transaction_max_timeout_ms
         self._java = java
@@ -202,6 +178,18 @@ class LocalKafka:
         """``"127.0.0.1:<port>"``."""
         return f"{HOST}:{self.port}"
 
+    @property
+    def sasl_port(self) -> int:
+        """The SASL_PLAINTEXT port; known once start() has chosen it, with ``sasl_users`` only."""
+        if self._sasl_port is None:
+            raise LocalKafkaError("no SASL port: pass sasl_users, then start()")
+        return self._sasl_port
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        """``"127.0.0.1:<sasl_port>"``."""
+        return f"{HOST}:{self.sasl_port}"
+
     def start(self, timeout_s: float = 60.0) -> None:
         """Launch the broker in its own process group; return once it answers a metadata request.
 
@@ -215,11 +203,14 @@ class LocalKafka:
             raise LocalKafkaError("java is not on PATH: Kafka 4.1 needs Java 17 or later")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
+        options = list(JVM_OPTIONS)
+        if self._sasl_users is not None:
+            options.append(f"{JAAS_OPTION}={write_jaas(self.data_dir, self._sasl_users)}")
         if not (self.data_dir / "logs" / "meta.properties").is_file():
-            _format_storage(java, jars, config)
+            _format_storage(java, jars, config, scram_format_arguments(self._sasl_users or {}))
         with self.log_file.open("ab") as out:
             self._log_offset = out.tell()
-            command = [java, *JVM_OPTIONS, "-cp", f"{jars}/*", "kafka.Kafka", str(config)]
+            command = [java, *options, "-cp", f"{jars}/*", "kafka.Kafka", str(config)]
             self._process = subprocess.Popen(  # noqa: S603 - a fixed argv, never a shell
                 command, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
             )
@@ -261,16 +252,17 @@ class LocalKafka:
         self.stop()
 
     def _write_config(self) -> Path:
-        candidates = [free for free in free_ports(2) if free != self._port]
+        taken = {self._port, self._sasl_port}
+        candidates = [free for free in free_ports(3) if free not in taken]
         port = self._port if self._port is not None else candidates.pop()
-        controller_port = candidates[0]
+        controller_port = candidates.pop()
         self._port = port
-        properties = broker_properties(self.data_dir, port, controller_port)
+        if self._sasl_users is not None and self._sasl_port is None:
+            self._sasl_port = candidates.pop()  # kept across restarts, like the PLAINTEXT port
+        properties = broker_properties(self.data_dir, port, controller_port, self._sasl_port)
         if self._transaction_max_timeout_ms is not None:
             properties["transaction.max.timeout.ms"] = str(self._transaction_max_timeout_ms)
-        config = self.data_dir / "server.properties"
-        config.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
-        return config
+        return write_properties(self.data_dir / "server.properties", properties)
 
     def _wait_until_ready(self, process: subprocess.Popen[bytes], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -333,10 +325,11 @@ def _is_broker(pid: int) -> bool:
     return True
 
 
-def _format_storage(java: str, jars: Path, config: Path) -> None:
+def _format_storage(java: str, jars: Path, config: Path, extra: Sequence[str] = ()) -> None:
     cluster_id = random_cluster_id()
     tool = [java, *JVM_OPTIONS, "-cp", f"{jars}/*", "kafka.tools.StorageTool"]
-    _run_checked([*tool, "format", "-t", cluster_id, "-c", str(config)], FORMAT_TIMEOUT_S)
+    format_command = [*tool, "format", "-t", cluster_id, "-c", str(config), *extra]
+    _run_checked(format_command, FORMAT_TIMEOUT_S)
     log.info("kafka_storage_formatted", cluster_id=cluster_id, config=str(config))
 
 

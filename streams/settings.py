@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    """SSL/SASL_SSL: a client certificate (PEM) for mutual TLS; it may hold the key too."""
+    kafka_ssl_keyfile: Path | None = None
+    """The client certificate's private key (PEM), when not inside kafka_ssl_certfile."""
+    kafka_ssl_password: SecretStr | None = None
+    """The password of an encrypted private key."""
     group_id: str = "rebalance-stream"
     group_instance_id: str | None = None
     session_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
