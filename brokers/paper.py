@@ -25,7 +25,7 @@ from pathlib import Path
 import structlog
 
 from rebalance_stream.brokers.paper_account import DelayedFill, PaperAccount, PartialFill
-from rebalance_stream.brokers.paper_state import PaperState
+from rebalance_stream.brokers.paper_state import DEFAULT_RETAINED_ORDERS, PaperState
 from rebalance_stream.brokers.protocol import (
     AccountSnapshot,
     AssetInfo,
@@ -97,7 +97,8 @@ class PaperBroker:
     """A Broker over a PaperAccount. Thread-safe: one lock serializes every call.
 
     The constructor stores configuration; ``start()`` opens the state (or use ``with``).
-    Calls before ``start()`` or after ``close()`` raise RuntimeError.
+    Calls before ``start()`` or after ``close()`` raise RuntimeError. Memory keeps the open
+    orders and the last ``retained_orders`` terminal ones (see ``PaperState``).
     """
 
     def __init__(
@@ -106,9 +107,11 @@ class PaperBroker:
         *,
         state_path: Path | None = None,
         clock: Callable[[], datetime] | None = None,
+        retained_orders: int = DEFAULT_RETAINED_ORDERS,
     ) -> None:
         self._account = account
         self._state_path = state_path
+        self._retained_orders = retained_orders
         self._clock = clock or _utc_now
         self._lock = threading.Lock()
         self._state: PaperState | None = None
@@ -121,13 +124,16 @@ class PaperBroker:
             if self._state is not None:
                 return
             self._state = PaperState.open(
-                self._state_path, cash=self._account.cash, positions=self._account.positions
+                self._state_path,
+                cash=self._account.cash,
+                positions=self._account.positions,
+                retained_orders=self._retained_orders,
             )
             log.info(
                 "paper_broker_started",
                 state_path=str(self._state_path) if self._state_path else None,
                 cash=str(self._state.cash),
-                orders=len(self._state.orders()),
+                orders_in_memory=self._state.orders_in_memory,
             )
             self._cancel_unpriced(self._state)
 

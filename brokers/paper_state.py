@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -21,6 +22,7 @@ from rebalance_stream.contracts.execution import OrderSide
 from rebalance_stream.contracts.wire import format_timestamp, plain_decimal
 
 SCHEMA_VERSION = "1"
+DEFAULT_RETAINED_ORDERS = 10_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -122,6 +124,23 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _recent_orders(conn: sqlite3.Connection, retained: int) -> list[BrokerOrder]:
+    """The open orders and the last ``retained`` terminal ones, oldest first."""
+    terminal = sorted(status.value for status in TERMINAL_STATUSES)
+    marks = ", ".join("?" * len(terminal))
+    status = "json_extract(body, '$.status')"
+    open_rows = conn.execute(
+        f"SELECT seq, body FROM orders WHERE {status} NOT IN ({marks})",  # noqa: S608 - marks
+        terminal,
+    ).fetchall()
+    ended_rows = conn.execute(
+        f"SELECT seq, body FROM orders WHERE {status} IN ({marks}) "  # noqa: S608 - marks
+        "ORDER BY seq DESC LIMIT ?",
+        [*terminal, retained],
+    ).fetchall()
+    return [load_order(body) for _, body in sorted(open_rows + ended_rows)]
+
+
 def _seed(conn: sqlite3.Connection, cash: Decimal, positions: Mapping[str, Decimal]) -> None:
     with _transaction(conn):
         conn.execute(_UPSERT_META, ("schema_version", SCHEMA_VERSION))
@@ -132,7 +151,13 @@ def _seed(conn: sqlite3.Connection, cash: Decimal, positions: Mapping[str, Decim
 
 
 class PaperState:
-    """The ledger the paper broker reads and mutates. Not thread-safe: the broker serializes."""
+    """The ledger the paper broker reads and mutates. Not thread-safe: the broker serializes.
+
+    Memory holds every open order and the last ``retained_orders`` terminal ones, so a
+    long-running job does not grow with the orders it has placed. With a state file every order
+    stays in SQLite, where lookups and listings find the older ones; without one the older
+    terminal orders are forgotten (the job's ledger, not the paper venue, keeps orders unique).
+    """
 
     def __init__(
         self,
@@ -140,35 +165,49 @@ class PaperState:
         cash: Decimal,
         positions: Mapping[str, Decimal],
         orders: list[BrokerOrder],
+        retained_orders: int = DEFAULT_RETAINED_ORDERS,
     ) -> None:
+        if retained_orders < 0:
+            raise ValueError("retained_orders must be >= 0")
         self._conn = conn
         self._cash = cash
         self._positions = {symbol: qty for symbol, qty in positions.items() if qty != 0}
-        self._orders = {order.broker_order_id: order for order in orders}
-        self._open = {o.broker_order_id: o for o in orders if o.status not in TERMINAL_STATUSES}
+        self._retained = retained_orders
+        # Every order in memory, in submission order; terminal ones also in the order they ended.
+        self._orders: dict[str, BrokerOrder] = {}
+        self._open: dict[str, BrokerOrder] = {}
+        self._ended: deque[str] = deque()
+        for order in orders:
+            self._remember(order)
 
     @classmethod
     def open(
-        cls, path: Path | None, *, cash: Decimal, positions: Mapping[str, Decimal]
+        cls,
+        path: Path | None,
+        *,
+        cash: Decimal,
+        positions: Mapping[str, Decimal],
+        retained_orders: int = DEFAULT_RETAINED_ORDERS,
     ) -> PaperState:
         """Load the state at ``path``, or seed it from ``cash`` and ``positions`` when new.
 
-        Without a path the state lives in memory only.
+        Without a path the state lives in memory only. Loading reads the open orders and the
+        last ``retained_orders`` terminal ones into memory.
         """
         seed = {symbol: qty for symbol, qty in positions.items() if qty != 0}
         if path is None:
-            return cls(None, cash, seed, [])
+            return cls(None, cash, seed, [], retained_orders)
         conn = _connect(path)
         try:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             if "cash" not in meta:
                 _seed(conn, cash, seed)
-                return cls(conn, cash, seed, [])
+                return cls(conn, cash, seed, [], retained_orders)
             if meta.get("schema_version") != SCHEMA_VERSION:
                 raise ValueError("unsupported paper state schema_version")
             stored = {s: Decimal(q) for s, q in conn.execute("SELECT symbol, qty FROM positions")}
-            rows = conn.execute("SELECT body FROM orders ORDER BY seq").fetchall()
-            return cls(conn, Decimal(meta["cash"]), stored, [load_order(b) for (b,) in rows])
+            orders = _recent_orders(conn, retained_orders)
+            return cls(conn, Decimal(meta["cash"]), stored, orders, retained_orders)
         except BaseException:
             conn.close()
             raise
@@ -186,15 +225,29 @@ class PaperState:
         return self._positions.get(symbol, Decimal(0))
 
     def order(self, broker_order_id: str) -> BrokerOrder | None:
-        return self._orders.get(broker_order_id)
+        """The order from memory, else from the state file; None when neither has it."""
+        order = self._orders.get(broker_order_id)
+        if order is not None or self._conn is None:
+            return order
+        row = self._conn.execute(
+            "SELECT body FROM orders WHERE broker_order_id = ?", (broker_order_id,)
+        ).fetchone()
+        return None if row is None else load_order(row[0])
 
     def orders(self) -> list[BrokerOrder]:
-        """Every order, oldest first."""
-        return list(self._orders.values())
+        """Every order, oldest first: all of the state file's, or those retained in memory."""
+        if self._conn is None:
+            return list(self._orders.values())
+        rows = self._conn.execute("SELECT body FROM orders ORDER BY seq").fetchall()
+        return [load_order(body) for (body,) in rows]
 
     def open_orders(self) -> list[BrokerOrder]:
         """Orders not yet terminal, oldest first."""
         return list(self._open.values())
+
+    @property
+    def orders_in_memory(self) -> int:
+        return len(self._orders)
 
     def save(self, order: BrokerOrder, *, cash: Decimal, qty: Decimal) -> None:
         """In one transaction: store ``order``, set cash, set the order symbol's position to qty.
@@ -208,11 +261,20 @@ class PaperState:
             self._positions.pop(order.symbol, None)
         else:
             self._positions[order.symbol] = qty
-        self._orders[order.broker_order_id] = order
-        if order.status in TERMINAL_STATUSES:
-            self._open.pop(order.broker_order_id, None)
-        else:
-            self._open[order.broker_order_id] = order
+        self._remember(order)
+
+    def _remember(self, order: BrokerOrder) -> None:
+        """Keep ``order`` in memory; past ``retained_orders`` ended ones, forget the oldest."""
+        order_id = order.broker_order_id
+        known = self._orders.get(order_id)
+        self._orders[order_id] = order
+        if not order.is_terminal:
+            self._open[order_id] = order
+        elif known is None or not known.is_terminal:
+            self._open.pop(order_id, None)
+            self._ended.append(order_id)
+        while len(self._ended) > self._retained:
+            del self._orders[self._ended.popleft()]
 
     @staticmethod
     def _persist(conn: sqlite3.Connection, order: BrokerOrder, cash: Decimal, qty: Decimal) -> None:

@@ -14,6 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from rebalance_stream.contracts.outcomes import OutputEvent
+from rebalance_stream.ledger.notional import DailyNotional
 from rebalance_stream.ledger.protocol import (
     Claim,
     ClaimStatus,
@@ -37,6 +38,7 @@ class InMemoryLedger:
         self._intents: dict[str, OrderIntent] = {}
         self._terminals: dict[str, OrderTerminal] = {}
         self._in_flight: set[str] = set()
+        self._notional = DailyNotional()
 
     def claim(self, request: PlanClaim) -> Claim:
         with self._lock:
@@ -63,13 +65,15 @@ class InMemoryLedger:
 
     def record_intents(self, intents: Sequence[OrderIntent]) -> None:
         with self._lock:
-            for intent in intents:
-                self._intents.setdefault(intent.client_order_id, intent)
+            kept = [self._intents.setdefault(i.client_order_id, i) for i in intents]
+            all_new = all(k is i for k, i in zip(kept, intents, strict=True))
+            self._notional.intents_recorded(intents, all_new=all_new)
 
     def record_terminals(self, terminals: Sequence[OrderTerminal]) -> None:
         with self._lock:
             for terminal in terminals:
                 self._terminals[terminal.client_order_id] = terminal
+            self._notional.terminals_recorded(terminals)
 
     def open_intents(self) -> list[OrderIntent]:
         with self._lock:
@@ -78,13 +82,18 @@ class InMemoryLedger:
 
     def notional_used(self, account_id: str, day: date) -> Decimal:
         with self._lock:
-            total = Decimal(0)
-            for intent in self._intents.values():
-                if intent.account_id != account_id or trading_day(intent.recorded_at) != day:
-                    continue
-                terminal = self._terminals.get(intent.client_order_id)
-                total += terminal.filled_notional if terminal else intent.expected_notional
-            return total
+            return self._notional.total(
+                account_id, day, lambda: self._sum_notional(account_id, day)
+            )
+
+    def _sum_notional(self, account_id: str, day: date) -> Decimal:
+        total = Decimal(0)
+        for intent in self._intents.values():
+            if intent.account_id != account_id or trading_day(intent.recorded_at) != day:
+                continue
+            terminal = self._terminals.get(intent.client_order_id)
+            total += terminal.filled_notional if terminal else intent.expected_notional
+        return total
 
     def record_outcomes(self, outcomes: Sequence[PlanOutcome]) -> list[tuple[OutputEvent, ...]]:
         with self._lock:
@@ -118,6 +127,7 @@ class InMemoryLedger:
             for order_id in [o for o, i in self._intents.items() if i.plan_id in gone]:
                 del self._intents[order_id]
                 self._terminals.pop(order_id, None)
+            self._notional.forget()
             return len(old)
 
     def close(self) -> None:

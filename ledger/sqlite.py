@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from rebalance_stream.contracts.outcomes import OutputEvent
+from rebalance_stream.ledger.notional import DailyNotional
 from rebalance_stream.ledger.protocol import (
     Claim,
     ClaimStatus,
@@ -118,6 +119,7 @@ class SqliteLedger:
         self._pending = _Pending()
         self._in_flight: set[str] = set()
         self._ack_inbox: deque[str] = deque()
+        self._notional = DailyNotional()
         self._transactions = 0
         self._closed = False
         self._connection = sqlite3.connect(
@@ -165,7 +167,10 @@ class SqliteLedger:
         rows = [intent_row(intent) for intent in intents]
         with self._lock:
             if rows or self._pending:
-                self._transaction(lambda connection: connection.executemany(INSERT_INTENT, rows))
+                inserted = self._transaction(
+                    lambda connection: connection.executemany(INSERT_INTENT, rows).rowcount
+                )
+                self._notional.intents_recorded(intents, all_new=inserted == len(rows))
 
     def record_terminals(self, terminals: Sequence[OrderTerminal]) -> None:
         """Buffered, the last one wins: written with the next write transaction (the outcome's
@@ -174,21 +179,28 @@ class SqliteLedger:
         with self._lock:
             for terminal in terminals:
                 self._pending.terminals[terminal.client_order_id] = terminal_row(terminal)
+            self._notional.terminals_recorded(terminals)
             self._flush_when_full()
 
     def notional_used(self, account_id: str, day: date) -> Decimal:
-        """Summed exactly in Decimal: filled notional of terminal orders, else expected."""
+        """Exact, in Decimal: filled notional of terminal orders, else expected. Summed from the
+        file once per account and day, then kept as a running total (``DailyNotional``)."""
         with self._lock:
-            rows = self._connection.execute(SELECT_NOTIONAL, (account_id, day.isoformat()))
-            pending = self._pending.terminals
-            total = Decimal(0)
-            for client_order_id, *row in rows.fetchall():
-                buffered = pending.get(client_order_id)
-                if buffered is not None:
-                    total += notional(str(buffered[2]), buffered[3])
-                else:
-                    total += row_notional(tuple(row))
-            return total
+            return self._notional.total(
+                account_id, day, lambda: self._sum_notional(account_id, day)
+            )
+
+    def _sum_notional(self, account_id: str, day: date) -> Decimal:
+        rows = self._connection.execute(SELECT_NOTIONAL, (account_id, day.isoformat()))
+        pending = self._pending.terminals
+        total = Decimal(0)
+        for client_order_id, *row in rows.fetchall():
+            buffered = pending.get(client_order_id)
+            if buffered is not None:
+                total += notional(str(buffered[2]), buffered[3])
+            else:
+                total += row_notional(tuple(row))
+        return total
 
     def open_intents(self) -> list[OrderIntent]:
         """Intents with no terminal state on record, oldest first."""
@@ -219,6 +231,7 @@ class SqliteLedger:
         with self._lock:
             expired = self._transaction(lambda connection: expire_rows(connection, cutoff))
             self._in_flight.difference_update(expired)
+            self._notional.forget()
             return len(expired)
 
     def flush(self) -> None:

@@ -371,6 +371,47 @@ def test_reopen_sqlite_state_survives_process(tmp_path: Path, clock: FakeClock) 
         assert third.get_position_qty("SLOW") == Decimal(2)
 
 
+def test_memory_keeps_open_orders_and_the_last_retained_terminal_ones(clock: FakeClock) -> None:
+    with PaperBroker(make_account(), clock=clock, retained_orders=2) as broker:
+        delayed = broker.submit_order(buy("c-slow", "SLOW", qty="1"))
+        for n in range(4):
+            broker.submit_order(buy(f"c-{n}", "SPY", qty="1"))
+
+        listed = [order.client_order_id for order in broker.list_orders()]
+        # Forgotten without a state file: its client_order_id is free again.
+        again = broker.submit_order(buy("c-0", "SPY", qty="1"))
+
+    assert listed == ["c-slow", "c-2", "c-3"]
+    assert delayed.status is BrokerOrderStatus.NEW
+    assert again.status is BrokerOrderStatus.FILLED
+
+
+def test_state_file_keeps_every_order_beyond_what_memory_retains(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    state_path = tmp_path / "paper.sqlite"
+    account = make_account()
+    with PaperBroker(account, state_path=state_path, clock=clock, retained_orders=1) as first:
+        oldest = first.submit_order(buy("c-0", "SPY", qty="1"))
+        pending = first.submit_order(buy("c-slow", "SLOW", qty="1"))
+        for n in range(1, 4):
+            first.submit_order(buy(f"c-{n}", "SPY", qty="1"))
+        with pytest.raises(DuplicateClientOrderId):
+            first.submit_order(buy("c-0", "SPY", qty="1"))
+        assert first.get_order(oldest.broker_order_id) == oldest
+        assert first.get_order_by_client_id("c-1") is not None
+
+    with PaperBroker(account, state_path=state_path, clock=clock, retained_orders=1) as second:
+        listed = [order.client_order_id for order in second.list_orders()]
+        with pytest.raises(DuplicateClientOrderId):
+            second.submit_order(buy("c-1", "SPY", qty="1"))
+        clock.advance(500)
+        settled = second.get_order(pending.broker_order_id)
+
+    assert listed == ["c-0", "c-slow", "c-1", "c-2", "c-3"]
+    assert settled.status is BrokerOrderStatus.FILLED
+
+
 def test_start_initialized_state_ignores_account_cash_and_positions(
     tmp_path: Path, clock: FakeClock
 ) -> None:

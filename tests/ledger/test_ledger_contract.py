@@ -52,6 +52,7 @@ from rebalance_stream.ledger.protocol import (
     PlanOutcome,
     decode_outputs,
     encode_outputs,
+    trading_day,
 )
 from rebalance_stream.ledger.sqlite import SqliteLedger
 
@@ -422,6 +423,43 @@ def test_notional_used_replaces_expected_by_filled_notional_once_terminal(ledger
     assert ledger.notional_used(ACCOUNT, TODAY) == Decimal("5030.00")
 
 
+def test_notional_used_read_first_then_kept_in_step_with_every_later_write(
+    ledger: Ledger,
+) -> None:
+    vti, bnd = intent("p1", "VTI", "40", "250.00"), intent("p2", "BND", "1", "99.99")
+    other = intent("p3", "VTI", "2", "10.00", account_id="acct-2")
+    stranger = intent("p9", "GLD", "5", "190.00")
+    ledger.record_intents([vti])
+    seen = [ledger.notional_used(ACCOUNT, TODAY)]
+
+    ledger.record_intents([bnd, other])
+    seen.append(ledger.notional_used(ACCOUNT, TODAY))
+    ledger.record_terminals([terminal(vti, "20", "250.00")])
+    seen.append(ledger.notional_used(ACCOUNT, TODAY))
+    ledger.record_intents([intent("p1", "VTI", "1", "1.00")])  # kept: the first intent wins
+    seen.append(ledger.notional_used(ACCOUNT, TODAY))
+    ledger.record_terminals([terminal(stranger, "5", "190.00")])  # no intent: counts nothing
+    seen.append(ledger.notional_used(ACCOUNT, TODAY))
+    ledger.record_terminals([terminal(vti, "40", "250.00")])  # the last terminal wins
+    seen.append(ledger.notional_used(ACCOUNT, TODAY))
+
+    expected = ["10000", "10099.99", "5099.99", "5099.99", "5099.99", "10099.99"]
+    assert seen == [Decimal(total) for total in expected]
+    assert ledger.notional_used("acct-2", TODAY) == Decimal("20.00")
+
+
+def test_notional_used_of_two_days_is_kept_apart(ledger: Ledger) -> None:
+    today, tomorrow = intent("p1"), intent("p2", recorded_at=T0 + timedelta(days=1))
+    ledger.record_intents([today])
+    first = ledger.notional_used(ACCOUNT, TODAY)
+
+    ledger.record_intents([tomorrow])
+
+    assert first == Decimal("10000.00")
+    assert ledger.notional_used(ACCOUNT, TODAY + timedelta(days=1)) == Decimal("10000.00")
+    assert ledger.notional_used(ACCOUNT, TODAY) == Decimal("10000.00")
+
+
 def test_open_intents_are_those_without_a_terminal_state_oldest_first(ledger: Ledger) -> None:
     later = T0 + timedelta(seconds=1)
     vti, gld = intent("p1", "VTI"), intent("p1", "GLD", "3", "190.10", recorded_at=later)
@@ -544,6 +582,13 @@ EVENTS = st.sampled_from(["first", "first", "first", "second", "evt-p1"])
 FINGERPRINTS = st.sampled_from([ITEMS, ITEMS, ITEMS, OTHER_ITEMS])
 
 
+SYMBOLS = st.sampled_from(["VTI", "BND"])
+QUANTITIES = st.sampled_from(["1", "40", "0.5"])
+PRICES = st.sampled_from(["250.00", "99.99", None])
+DAYS = st.sampled_from([T0, T0 + timedelta(hours=1), T0 + timedelta(days=1)])
+ACCOUNTS = st.sampled_from([ACCOUNT, "acct-2"])
+
+
 def answered(answer: Claim) -> tuple[object, ...]:
     return (answer.status, answer.first_event_id, answer.first_received_at, wire(answer.outputs))
 
@@ -593,6 +638,31 @@ class LedgersAgree(RuleBasedStateMachine):
     @rule(before=TIMES)
     def expire(self, before: datetime) -> None:
         assert self.sqlite.expire(before) == self.memory.expire(before)
+
+    @rule(plan_id=PLANS, symbol=SYMBOLS, qty=QUANTITIES, price=PRICES, at=DAYS, account=ACCOUNTS)
+    def record_intent(
+        self, plan_id: str, symbol: str, qty: str, price: str | None, at: datetime, account: str
+    ) -> None:
+        order = intent(plan_id, symbol, qty, price, account_id=account, recorded_at=at)
+        self.sqlite.record_intents([order])
+        self.memory.record_intents([order])
+
+    @rule(plan_id=PLANS, symbol=SYMBOLS, qty=QUANTITIES, price=PRICES)
+    def record_terminal(self, plan_id: str, symbol: str, qty: str, price: str | None) -> None:
+        ended = terminal(intent(plan_id, symbol), qty, price)
+        self.sqlite.record_terminals([ended])
+        self.memory.record_terminals([ended])
+
+    @rule(account=ACCOUNTS, at=DAYS)
+    def notional_is_the_exact_sum(self, account: str, at: datetime) -> None:
+        """The running totals equal a sum over the file by a ledger that has none yet."""
+        day = trading_day(at)
+        self.sqlite.flush()
+        fresh = SqliteLedger(self.path, synchronous="NORMAL")
+        exact = fresh.notional_used(account, day)
+        fresh.close()
+        assert self.sqlite.notional_used(account, day) == exact
+        assert self.memory.notional_used(account, day) == exact
 
     @rule()
     def flush(self) -> None:
