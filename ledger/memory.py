@@ -65,8 +65,9 @@ class InMemoryLedger:
 
     def record_intents(self, intents: Sequence[OrderIntent]) -> None:
         with self._lock:
+            ended = any(i.client_order_id in self._terminals for i in intents)
             kept = [self._intents.setdefault(i.client_order_id, i) for i in intents]
-            all_new = all(k is i for k, i in zip(kept, intents, strict=True))
+            all_new = all(k is i for k, i in zip(kept, intents, strict=True)) and not ended
             self._notional.intents_recorded(intents, all_new=all_new)
 
     def record_terminals(self, terminals: Sequence[OrderTerminal]) -> None:

@@ -7,9 +7,10 @@ A ledger reads the day's total once from its store, then keeps it in step as it 
     anything it cannot follow    every total is dropped and read again on next use
 
 so a plan's daily-limit check costs a dictionary lookup, not a sum over the day's orders. What it
-cannot follow: an intent recorded before (its row was kept, so nothing changes), a terminal of
-an intent this process did not record (after a restart), a second terminal of one order, and
-rows expiring. Not thread-safe: the ledger calls it under its own lock.
+cannot follow: an intent recorded before (its row was kept, so nothing changes), an intent
+whose terminal came first, a terminal of an intent this process did not record (after a
+restart), a second terminal of one order, and rows expiring. Not thread-safe: the ledger
+calls it under its own lock.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class DailyNotional:
         return total
 
     def intents_recorded(self, intents: Sequence[OrderIntent], *, all_new: bool) -> None:
-        """After a write of ``intents``; ``all_new`` False when the store kept an earlier row."""
+        """After a write of ``intents``; ``all_new`` False when the store kept an earlier row
+        or already had a terminal state for one of them."""
         if not all_new:
             self.forget()
             return

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 from rebalance_stream.contracts.execution import OrderSide
@@ -51,6 +51,8 @@ class PlanClaim:
     items_fingerprint: str
     received_at: datetime
     account_id: str = "default"
+    partition: int | None = None
+    """The input partition the event was read from; a partitioned ledger stores the plan there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +222,16 @@ class OutcomeStore(Protocol):
         """Every output of these plans is in Kafka. May be buffered: losing it only means
         that the recorded outputs are published again, byte for byte."""
         ...
+
+
+@runtime_checkable
+class PartitionedLedger(Protocol):
+    """A ledger whose state is split like the input topic's partitions (the Kafka ledger):
+    a partition's state is restored when it is assigned and dropped when it is revoked."""
+
+    def restore(self, partitions: Sequence[int]) -> None: ...
+
+    def forget(self, partitions: Sequence[int]) -> None: ...
 
 
 class Ledger(ClaimStore, OrderJournal, NotionalLedger, OutcomeStore, Protocol):

@@ -51,6 +51,7 @@ from rebalance_stream.ledger.sqlite_schema import (
     LedgerSchemaError,
     configure,
     expire_rows,
+    has_terminal,
     intent_of_row,
     intent_row,
     known_plan,
@@ -165,12 +166,20 @@ class SqliteLedger:
     def record_intents(self, intents: Sequence[OrderIntent]) -> None:
         """Write the buffered claims and the intents in one transaction; durable on return."""
         rows = [intent_row(intent) for intent in intents]
+        order_ids = [intent.client_order_id for intent in intents]
         with self._lock:
             if rows or self._pending:
-                inserted = self._transaction(
-                    lambda connection: connection.executemany(INSERT_INTENT, rows).rowcount
+                ended = any(order_id in self._pending.terminals for order_id in order_ids)
+                inserted, ended_before = self._transaction(
+                    lambda connection: (
+                        connection.executemany(INSERT_INTENT, rows).rowcount,
+                        has_terminal(connection, order_ids),
+                    )
                 )
-                self._notional.intents_recorded(intents, all_new=inserted == len(rows))
+                # A row kept from before, or a terminal recorded ahead of its intent: the
+                # running total cannot follow, so it is read again.
+                all_new = inserted == len(rows) and not (ended or ended_before)
+                self._notional.intents_recorded(intents, all_new=all_new)
 
     def record_terminals(self, terminals: Sequence[OrderTerminal]) -> None:
         """Buffered, the last one wins: written with the next write transaction (the outcome's

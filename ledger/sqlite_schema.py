@@ -7,6 +7,7 @@ is time order. ``migrate`` creates the tables and refuses a file from a newer ve
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -112,6 +113,15 @@ def timestamp_text(at: datetime) -> str:
 
 def decimal_text(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
+
+
+def has_terminal(connection: sqlite3.Connection, client_order_ids: Sequence[str]) -> bool:
+    """Whether any of these orders has a terminal state on record."""
+    if not client_order_ids:
+        return False
+    marks = ", ".join("?" * len(client_order_ids))
+    query = f"SELECT 1 FROM terminals WHERE client_order_id IN ({marks}) LIMIT 1"  # noqa: S608
+    return connection.execute(query, list(client_order_ids)).fetchone() is not None
 
 
 def notional(qty: str, price: str | None) -> Decimal:

@@ -31,6 +31,7 @@ def claim_request(envelope: Envelope[RebalancePlanned], event: RebalancePlanned)
         items_fingerprint=plan.items_fingerprint(),
         received_at=envelope.record.received_at,
         account_id=plan.account_id,
+        partition=envelope.record.position.partition,
     )
 
 

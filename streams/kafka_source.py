@@ -51,6 +51,9 @@ class SourceOptions:
     before_commit: Callable[[], None] = lambda: None
     commit_offsets: bool = True
     on_revoked: Callable[[list[Any]], None] = lambda _partitions: None
+    on_assigned: Callable[[list[Any]], None] = lambda _partitions: None
+    """Called inside poll() with the partitions just assigned, before any of their records is
+    emitted (a partitioned ledger restores them here)."""
     on_assignment: Callable[[bool], None] = lambda _has_partitions: None
     """Told after each rebalance whether this member now has partitions (readiness)."""
     on_loop: Callable[[], None] = lambda: None
@@ -103,6 +106,7 @@ class KafkaPlanSource:
         self._on_revoked = options.on_revoked
         self._group_metadata: Any = None
         self._revoke_wait_s = options.revoke_wait_s
+        self._on_assigned = options.on_assigned
         self._on_assignment = options.on_assignment
         self._on_loop = options.on_loop
         self._on_lag = options.on_lag
@@ -202,7 +206,9 @@ class KafkaPlanSource:
         log.info("partitions_revoked", partitions=sorted(str(tp) for tp in revoked))
 
     def handle_assigned(self, assigned: list[Any]) -> None:
-        """Inside poll(): rewind a partition that came straight back to where it stopped."""
+        """Inside poll(): tell ``on_assigned``, and rewind a partition that came straight back
+        to where it stopped."""
+        self._on_assigned(assigned)
         for partition in assigned:
             offset = self._resume_at.get(partition)
             if offset is not None:

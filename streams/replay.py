@@ -63,6 +63,7 @@ from rebalance_stream.operators.decode import decode
 from rebalance_stream.operators.flow import Envelope, InputRecord, SourcePosition
 from rebalance_stream.operators.validate import validate
 from rebalance_stream.streams.kafka_clients import client_config
+from rebalance_stream.streams.ledger_changelog import KAFKA_LEDGER
 from rebalance_stream.streams.pipeline import utc_now
 from rebalance_stream.streams.replay_modes import (
     EXIT_AUDIT_MISMATCH,
@@ -233,9 +234,9 @@ def _mode_for(
 
 
 def _open_ledger(settings: Settings) -> LedgerReader:
-    if settings.ledger == IN_MEMORY_LEDGER:
+    if settings.ledger in (IN_MEMORY_LEDGER, KAFKA_LEDGER):
         raise ReplayArgumentError(
-            "replay needs the ledger file; REBALANCE_STREAM_LEDGER is :memory:"
+            f"replay reads a SQLite ledger file; REBALANCE_STREAM_LEDGER is {settings.ledger}"
         )
     return LedgerReader(Path(settings.ledger))
 

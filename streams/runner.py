@@ -20,7 +20,7 @@ from reactivex.scheduler import ThreadPoolScheduler
 
 from rebalance_stream.brokers.protocol import Broker
 from rebalance_stream.ledger.memory import InMemoryLedger
-from rebalance_stream.ledger.protocol import Ledger
+from rebalance_stream.ledger.protocol import Ledger, PartitionedLedger
 from rebalance_stream.ledger.sqlite import SqliteLedger
 from rebalance_stream.operators.flow import Disposition, InputRecord
 from rebalance_stream.operators.order_execution import no_checkpoint
@@ -36,6 +36,7 @@ from rebalance_stream.streams.job_counts import JobCounts
 from rebalance_stream.streams.kafka_clients import make_consumer
 from rebalance_stream.streams.kafka_source import KafkaPlanSource, SourceOptions
 from rebalance_stream.streams.kill_switch import KillSwitchReader
+from rebalance_stream.streams.ledger_changelog import KAFKA_LEDGER, open_kafka_ledger
 from rebalance_stream.streams.metrics import JobMetrics
 from rebalance_stream.streams.pipeline import (
     PipelineConfig,
@@ -84,10 +85,13 @@ IN_MEMORY_LEDGER = ":memory:"
 
 
 def open_ledger(settings: Settings) -> Ledger:
-    """The ledger that REBALANCE_STREAM_LEDGER names: a SQLite file, or ``:memory:``."""
+    """The ledger that REBALANCE_STREAM_LEDGER names: a SQLite file, ``:memory:``, or
+    ``kafka`` (a compacted changelog topic, restored per assigned partition)."""
     if settings.ledger == IN_MEMORY_LEDGER:
         log.warning("ledger_in_memory", note="plans are forgotten when the process exits")
         return InMemoryLedger()
+    if settings.ledger == KAFKA_LEDGER:
+        return open_kafka_ledger(settings)
     return SqliteLedger(settings.ledger, synchronous=settings.ledger_synchronous)
 
 
@@ -138,6 +142,7 @@ class PlanConsumerJob:
                 before_commit=self._before_commit,
                 commit_offsets=not self._exactly_once,
                 on_revoked=self._revoked,
+                on_assigned=self._assigned,
                 on_assignment=lambda assigned: self.readiness.mark(
                     PARTITIONS_ASSIGNED, met=assigned
                 ),
@@ -215,6 +220,26 @@ class PlanConsumerJob:
     def _revoked(self, partitions: list[Any]) -> None:
         if self._publishing is not None:
             self._publishing.revoked(partitions)
+        if isinstance(self._ledger, PartitionedLedger):
+            self._ledger.forget(self._input_partitions(partitions))
+
+    def _assigned(self, partitions: list[Any]) -> None:
+        """A partitioned ledger restores the new partitions, drops what retention says, and
+        its open intents are reconciled with the broker, all before their records flow."""
+        ledger = self._ledger
+        if not isinstance(ledger, PartitionedLedger):
+            return
+        ledger.restore(self._input_partitions(partitions))
+        self._ledger.expire(utc_now() - timedelta(days=self._settings.ledger_retention_days))
+        try:
+            reconcile_orders(self._broker, self._ledger)
+        except ReconciliationFailed as exc:
+            # The resumed plans still look each order up by client_order_id before sizing.
+            log.warning("ledger_partitions_not_reconciled", reason=str(exc))
+
+    def _input_partitions(self, partitions: list[Any]) -> list[int]:
+        topic = self._settings.topic_input
+        return sorted(tp.partition for tp in partitions if tp.topic == topic)
 
     def _publish(self, publishing: Publishing, disposition: Disposition) -> None:
         self.metrics.observe(disposition)

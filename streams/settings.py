@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     topic_workflow_completed: str = DEFAULT_WORKFLOW_COMPLETED_TOPIC
     topic_workflow_failed: str = DEFAULT_WORKFLOW_FAILED_TOPIC
     topic_dead_letter: str = DEFAULT_DEAD_LETTER_TOPIC
+    topic_ledger_changelog: str = "rebalance-stream.ledger-changelog"
+    """The Kafka ledger's compacted changelog (``ledger=kafka``), partitioned like the input."""
 
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     transactional_id: str | None = None
@@ -72,8 +74,9 @@ class Settings(BaseSettings):
     paper_account: Path | None = None
     paper_state: Path | None = None
     ledger: str = "rebalance-stream-ledger.sqlite"
-    """A SQLite file, or ``:memory:`` for a ledger that forgets on exit (SPEC 3.9 then holds
-    only by client_order_id)."""
+    """A SQLite file, ``:memory:`` for a ledger that forgets on exit (SPEC 3.9 then holds
+    only by client_order_id), or ``kafka``: a compacted changelog topic, restored for each
+    input partition when it is assigned (``ledger_changelog``)."""
     ledger_retention_days: Annotated[int, Field(ge=1)] = 30
     ledger_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     outcome_batch_ms: Annotated[int, Field(ge=0)] = 20

@@ -213,6 +213,7 @@ def test_dedupe_operator_claims_plan_event_fingerprint_and_receive_time() -> Non
             items_fingerprint=envelope.payload.rebalance_plan.items_fingerprint(),
             received_at=T0,
             account_id=envelope.payload.rebalance_plan.account_id,
+            partition=envelope.record.position.partition,
         )
     ]
 

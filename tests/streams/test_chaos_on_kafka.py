@@ -14,6 +14,7 @@ import json
 import random
 import signal
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from itertools import islice
@@ -87,14 +88,22 @@ def distinct_values_per_cause(records: list[Any]) -> dict[str, set[bytes]]:
     return values
 
 
-@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+@pytest.mark.parametrize(
+    ("guarantee", "ledger"),
+    [("at_least_once", "sqlite"), ("exactly_once", "sqlite"), ("at_least_once", "kafka")],
+)
 def test_kill_9_chaos_no_duplicate_orders_no_lost_plans_exact_positions(
-    kafka_broker: str, topic_factory: Any, tmp_path: Path, guarantee: str
+    kafka_broker: str, topic_factory: Any, tmp_path: Path, guarantee: str, ledger: str
 ) -> None:
     rng = random.Random(SEED)
     settings = job_settings(kafka_broker, topic_factory, tmp_path, latency_ms=30).model_copy(
         update={"processing_guarantee": guarantee, "transaction_timeout_ms": 10_000}
     )
+    if ledger == "kafka":
+        changelog = f"ledger-{uuid.uuid4().hex[:12]}"  # the job creates it, compacted
+        settings = settings.model_copy(
+            update={"ledger": "kafka", "topic_ledger_changelog": changelog}
+        )
     messages = plan_messages(PLANS)
     publish(kafka_broker, settings.topic_input, messages[:PUBLISHED_FIRST])
     later = iter(messages[PUBLISHED_FIRST:])
@@ -130,7 +139,7 @@ def test_kill_9_chaos_no_duplicate_orders_no_lost_plans_exact_positions(
     reader.wait_until(lambda r: False, 1.0)
     reader.close()
 
-    print(f"{guarantee} chaos kills by point: {dict(sorted(kills.items()))}")
+    print(f"{guarantee}/{ledger} chaos kills by point: {dict(sorted(kills.items()))}")
     assert (all_decided, final_code) == (True, 0), f"see {log}"
     assert all(kills[point] >= 1 for point in CHECKPOINTS), kills
     expected_causes = {f"evt-plan-{i:03d}" for i in range(PLANS)}
@@ -139,7 +148,7 @@ def test_kill_9_chaos_no_duplicate_orders_no_lost_plans_exact_positions(
         assert set(values) == expected_causes, topic
         assert all(len(v) == 1 for v in values.values()), f"{topic}: differing duplicates"
         repeats = len(reader.records[topic]) - PLANS
-        print(f"{guarantee} {topic}: {PLANS} outcomes, {repeats} byte-identical repeats")
+        print(f"{guarantee}/{ledger} {topic}: {PLANS} outcomes, {repeats} identical repeats")
         if guarantee == "exactly_once":
             assert repeats == 0, f"{topic}: a record seen twice under exactly_once"
     assert reader.records[settings.topic_workflow_failed] == []

@@ -408,3 +408,6 @@ def test_replay_bad_arguments_exit_2_before_touching_kafka(decided: Decided) -> 
     assert replay_main(decided.settings, ReplayOptions(from_offset="0:1", to_offset="0:0")) == 2
     missing_ledger = decided.settings.model_copy(update={"ledger": "/nonexistent/ledger.sqlite"})
     assert replay_main(missing_ledger, ReplayOptions(from_offset="0")) == EXIT_BAD_ARGUMENTS
+    for unreadable in (":memory:", "kafka"):
+        no_file = decided.settings.model_copy(update={"ledger": unreadable})
+        assert replay_main(no_file, ReplayOptions(from_offset="0")) == EXIT_BAD_ARGUMENTS

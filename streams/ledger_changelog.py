@@ -1,0 +1,142 @@
+"""The Kafka side of the KafkaLedger: its changelog topic, writer and reader (kafka-python).
+
+    REBALANCE_STREAM_LEDGER=kafka
+    REBALANCE_STREAM_TOPIC_LEDGER_CHANGELOG=rebalance-stream.ledger-changelog
+
+The changelog topic is compacted and has as many partitions as the input topic: a plan is
+stored in the partition its input came from, and restored by whoever owns that partition.
+``open_kafka_ledger`` creates the topic when it is missing and refuses one whose partition
+count differs from the input's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import structlog
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+from kafka.admin import NewTopic  # type: ignore[import-untyped]
+from kafka.errors import TopicAlreadyExistsError  # type: ignore[import-untyped]
+
+from rebalance_stream.ledger.changelog import ChangelogRecord
+from rebalance_stream.ledger.kafka_ledger import KafkaLedger
+from rebalance_stream.ledger.sqlite_schema import LedgerError
+from rebalance_stream.streams.kafka_clients import make_producer
+from rebalance_stream.streams.kafka_security import client_config
+from rebalance_stream.streams.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+KAFKA_LEDGER = "kafka"
+COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+POLL_TIMEOUT_MS = 200
+METADATA_WAIT_S = 10.0
+METADATA_POLL_S = 0.1
+
+
+class KafkaChangelogWriter:
+    """Sends records keyed by entity to an explicit partition; ``flush`` raises LedgerError
+    when any record sent since the last flush was not written."""
+
+    def __init__(self, producer: Any, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._futures: list[Any] = []
+
+    def send(self, partition: int, record: ChangelogRecord) -> None:
+        future = self._producer.send(
+            self._topic, key=record.key, value=record.value, partition=partition
+        )
+        self._futures.append(future)
+
+    def flush(self) -> None:
+        futures, self._futures = self._futures, []
+        if not futures:
+            return
+        self._producer.flush()
+        failed = [f.exception for f in futures if f.failed()]
+        if failed:
+            raise LedgerError(f"{len(failed)} ledger changelog records not written: {failed[0]}")
+
+    def close(self) -> None:
+        self._producer.close()
+
+
+class KafkaChangelogReader:
+    """Reads a changelog partition from its beginning to its end offset as of the call."""
+
+    def __init__(self, consumer: Any, topic: str) -> None:
+        self._consumer = consumer
+        self._topic = topic
+
+    def read(self, partition: int) -> Iterator[ChangelogRecord]:
+        tp = TopicPartition(self._topic, partition)
+        consumer = self._consumer
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        end = consumer.end_offsets([tp])[tp]
+        while consumer.position(tp) < end:
+            for records in consumer.poll(timeout_ms=POLL_TIMEOUT_MS).values():
+                for record in records:
+                    if record.offset < end:
+                        yield ChangelogRecord(bytes(record.key), record.value)
+        consumer.assign([])
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def open_kafka_ledger(settings: Settings) -> KafkaLedger:
+    """A KafkaLedger on ``settings.topic_ledger_changelog``, created compacted if missing."""
+    ensure_changelog_topic(settings)
+    consumer = KafkaConsumer(
+        **client_config(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    topic = settings.topic_ledger_changelog
+    return KafkaLedger(
+        KafkaChangelogWriter(make_producer(settings), topic),
+        KafkaChangelogReader(consumer, topic),
+    )
+
+
+def ensure_changelog_topic(settings: Settings) -> int:
+    """Create the changelog with the input's partition count, or check an existing one has it.
+
+    Returns the partition count; raises LedgerError when the counts differ (a plan would then
+    be restored by an instance that does not own its input partition).
+    """
+    admin = KafkaAdminClient(**client_config(settings))
+    try:
+        wanted = _partition_count(admin, settings.topic_input)
+        topic = settings.topic_ledger_changelog
+        if topic not in set(admin.list_topics()):
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics([NewTopic(topic, wanted, 1, topic_configs=COMPACTED)])
+            log.info("ledger_changelog_created", topic=topic, partitions=wanted)
+        found = _partition_count(admin, topic)
+    finally:
+        admin.close()
+    if found != wanted:
+        raise LedgerError(
+            f"ledger changelog {topic} has {found} partitions, the input "
+            f"{settings.topic_input} has {wanted}: they must match"
+        )
+    return found
+
+
+def _partition_count(admin: Any, topic: str) -> int:
+    deadline = time.monotonic() + METADATA_WAIT_S
+    while True:
+        described = admin.describe_topics([topic])
+        partitions = described[0].get("partitions") if described else None
+        if partitions:
+            return len(partitions)
+        if time.monotonic() >= deadline:
+            raise LedgerError(f"topic {topic} does not exist or has no partitions")
+        time.sleep(METADATA_POLL_S)
