@@ -198,7 +198,10 @@ def run_all(args: argparse.Namespace, sizes: Sizes, kafka: Kafka, workspace: Wor
     if "requests_per_order" in only:
         requests_scenario(runner, args, sizes)
     if "peer_quixstreams" in only:
-        runner.results["peer_quixstreams"] = peer.run()
+        runner.scenario(
+            "peer_quixstreams",
+            lambda: peer.run(kafka, workspace, sizes.throughput_plans, smoke=args.smoke),
+        )
     return runner
 
 

@@ -274,7 +274,11 @@ class CountingBroker:
 
 
 def job_settings(
-    bootstrap: str, topics: JobTopics, group_id: str, ledger: Path, synchronous: str = "FULL"
+    bootstrap: str,
+    topics: JobTopics,
+    group_id: str,
+    ledger: Path,
+    synchronous: str = "FULL",
 ) -> Settings:
     """The pinned job configuration; everything not named here is the service's default."""
     return Settings(
@@ -287,6 +291,7 @@ def job_settings(
         topic_workflow_failed=topics.workflow_failed,
         topic_dead_letter=topics.dead_letter,
         processing_guarantee="at_least_once",
+        transactional_id=f"{group_id}.bench",
         broker="paper",
         ledger=str(ledger),
         ledger_synchronous=synchronous,

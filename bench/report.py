@@ -139,6 +139,9 @@ def _scenario_rows(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, st
                 _fmt(r["ratio"]),
             )
         ]
+    if name == "peer_quixstreams":
+        role = f"{r['role']} (Quix Streams {r['quixstreams']})"
+        return [("peer Quix Streams (plans/s)", "-", _fmt(r["plans_per_s"]), role)]
     return [(name, "measured", "", "")]
 
 

@@ -8,6 +8,7 @@ their first record received to their last offset committed. Ours is the real Pla
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,9 @@ class JobResult:
         return round(self.cpu_s * MS_PER_S / self.plans, 3)
 
 
+EOS = "exactly_once"
+
+
 def timeout_for(plans: int) -> float:
     return max(TIMEOUT_FLOOR_S, plans * SECONDS_PER_PLAN_LIMIT)
 
@@ -72,10 +76,13 @@ def drain_with_job(
     backlog: Backlog,
     ledger_path: Path,
     group: str,
-    synchronous: str = "FULL",
+    changes: Mapping[str, Any] | None = None,
 ) -> JobResult:
-    """Run the job over ``backlog`` until every offset is committed, then stop it."""
-    settings = job_settings(kafka.bootstrap_servers, topics, group, ledger_path, synchronous)
+    """Run the job over ``backlog`` until every offset is committed, then stop it.
+
+    ``changes`` are settings that differ from the pinned ones (a supplementary pass)."""
+    pinned = job_settings(kafka.bootstrap_servers, topics, group, ledger_path)
+    settings = pinned.model_copy(update=dict(changes or {}))
     ledger = SqliteLedger(settings.ledger, synchronous=settings.ledger_synchronous)
     broker = paper_broker()
     driver = JobDriver(settings, broker, ledger)
@@ -129,6 +136,9 @@ def run(
     }
     if normal_plans > 0:
         result["supplementary_ledger_normal"] = ledger_normal_pass(kafka, workspace, normal_plans)
+        exactly_once = exactly_once_pass(kafka, workspace, normal_plans)
+        exactly_once["ratio_to_at_least_once"] = ratio(exactly_once["ours_plans_per_s"], ours.per_s)
+        result["supplementary_exactly_once"] = exactly_once
     if profile is not None:
         result["profile"] = profile_pass(kafka, workspace, *profile)
     return result, Processed(topics, backlog, ledger_path)
@@ -154,7 +164,26 @@ def ledger_normal_pass(kafka: Kafka, workspace: Workspace, plans: int) -> dict[s
     backlog = preload(kafka.bootstrap_servers, topics.input, plans)
     ledger_path = workspace.ledger_path("normal")
     result = drain_with_job(
-        kafka, topics, backlog, ledger_path, new_group("normal"), synchronous="NORMAL"
+        kafka, topics, backlog, ledger_path, new_group("normal"), {"ledger_synchronous": "NORMAL"}
+    )
+    return {
+        "plans": plans,
+        "ours_plans_per_s": result.per_s,
+        "ours_cpu_ms_per_plan": result.cpu_ms_per_plan,
+        "job_counts": result.counts,
+    }
+
+
+def exactly_once_pass(kafka: Kafka, workspace: Workspace, plans: int) -> dict[str, Any]:
+    """Supplementary, outside the pinned setup: the same job under exactly_once.
+
+    Its ratio to the pinned (at_least_once) figure is what Kafka transactions cost here.
+    """
+    topics = JobTopics.create(kafka.bootstrap_servers, "exactly-once")
+    backlog = preload(kafka.bootstrap_servers, topics.input, plans)
+    ledger_path = workspace.ledger_path("exactly-once")
+    result = drain_with_job(
+        kafka, topics, backlog, ledger_path, new_group("eos"), {"processing_guarantee": EOS}
     )
     return {
         "plans": plans,
