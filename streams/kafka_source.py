@@ -51,9 +51,11 @@ class SourceOptions:
     before_commit: Callable[[], None] = lambda: None
     commit_offsets: bool = True
     on_revoked: Callable[[list[Any]], None] = lambda _partitions: None
-    on_assigned: Callable[[list[Any]], None] = lambda _partitions: None
-    """Called inside poll() with the partitions just assigned, before any of their records is
-    emitted (a partitioned ledger restores them here)."""
+    prepare_assigned: Callable[[list[Any]], None] | None = None
+    """Prepares partitions just assigned before any of their records is emitted (a
+    partitioned ledger restores them). It runs on the polling thread right after the poll
+    that assigned them, outside the rebalance callback, while they stay paused: the group's
+    heartbeats go on, so it may take up to max_poll_interval_ms."""
     on_assignment: Callable[[bool], None] = lambda _has_partitions: None
     """Told after each rebalance whether this member now has partitions (readiness)."""
     on_loop: Callable[[], None] = lambda: None
@@ -106,7 +108,8 @@ class KafkaPlanSource:
         self._on_revoked = options.on_revoked
         self._group_metadata: Any = None
         self._revoke_wait_s = options.revoke_wait_s
-        self._on_assigned = options.on_assigned
+        self._prepare_assigned = options.prepare_assigned
+        self._unprepared: list[Any] = []
         self._on_assignment = options.on_assignment
         self._on_loop = options.on_loop
         self._on_lag = options.on_lag
@@ -187,6 +190,7 @@ class KafkaPlanSource:
         runs in two instances at once. A partition that comes straight back is rewound to
         its first unfinished offset, since kafka-python keeps its position."""
         self._revoking = frozenset((tp.topic, tp.partition) for tp in revoked)
+        self._unprepared = [tp for tp in self._unprepared if tp not in set(revoked)]
         self.revocations += 1 if revoked and not self._stopping.is_set() else 0
         deadline = time.monotonic() + self._revoke_wait_s
         while self._unsettled(revoked) and time.monotonic() < deadline:
@@ -206,9 +210,11 @@ class KafkaPlanSource:
         log.info("partitions_revoked", partitions=sorted(str(tp) for tp in revoked))
 
     def handle_assigned(self, assigned: list[Any]) -> None:
-        """Inside poll(): tell ``on_assigned``, and rewind a partition that came straight back
-        to where it stopped."""
-        self._on_assigned(assigned)
+        """Inside poll(): pause the partitions until ``prepare_assigned`` has run, and rewind a
+        partition that came straight back to where it stopped."""
+        if self._prepare_assigned is not None and assigned:
+            self._consumer.pause(*assigned)
+            self._unprepared = list(assigned)
         for partition in assigned:
             offset = self._resume_at.get(partition)
             if offset is not None:
@@ -230,6 +236,7 @@ class KafkaPlanSource:
                 self._commit()
                 self._apply_backpressure()
                 self._poll_once(observer)
+                self._prepare_unprepared()
             self._finish_in_flight()
         except Exception as exc:  # losing the consumer is infrastructure: end the stream
             log.exception("source_failed")
@@ -261,6 +268,18 @@ class KafkaPlanSource:
                         received_at=self._clock(),
                     )
                 )
+
+    def _prepare_unprepared(self) -> None:
+        """Run ``prepare_assigned`` for the partitions the last poll assigned, then let their
+        records flow (unless backpressure holds every partition)."""
+        partitions, self._unprepared = self._unprepared, []
+        if not partitions or self._prepare_assigned is None:
+            return
+        self._prepare_assigned(partitions)
+        current = set(self._consumer.assignment())
+        still_assigned = [tp for tp in partitions if tp in current]
+        if still_assigned and not self._paused:
+            self._consumer.resume(*still_assigned)
 
     def _report_lag(self) -> None:
         """Every lag_interval_s, and right after an assignment: the assigned partitions' end

@@ -18,7 +18,6 @@ from typing import Any
 
 import structlog
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # type: ignore[import-untyped]
-from kafka.admin import NewTopic  # type: ignore[import-untyped]
 from kafka.errors import TopicAlreadyExistsError  # type: ignore[import-untyped]
 
 from rebalance_stream.ledger.changelog import ChangelogRecord
@@ -33,6 +32,7 @@ log = structlog.get_logger(__name__)
 KAFKA_LEDGER = "kafka"
 COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
 POLL_TIMEOUT_MS = 200
+READ_TIMEOUT_MS = 30_000
 METADATA_WAIT_S = 10.0
 METADATA_POLL_S = 0.1
 
@@ -97,6 +97,7 @@ def open_kafka_ledger(settings: Settings) -> KafkaLedger:
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",
+        request_timeout_ms=READ_TIMEOUT_MS,
     )
     topic = settings.topic_ledger_changelog
     return KafkaLedger(
@@ -116,8 +117,10 @@ def ensure_changelog_topic(settings: Settings) -> int:
         wanted = _partition_count(admin, settings.topic_input)
         topic = settings.topic_ledger_changelog
         if topic not in set(admin.list_topics()):
+            # The broker's default replication factor: 1 on the local broker, more on a cluster.
+            spec = {topic: {"num_partitions": wanted, "configs": COMPACTED}}
             with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([NewTopic(topic, wanted, 1, topic_configs=COMPACTED)])
+                admin.create_topics(spec, wait_for_metadata=True)
             log.info("ledger_changelog_created", topic=topic, partitions=wanted)
         found = _partition_count(admin, topic)
     finally:
@@ -131,12 +134,14 @@ def ensure_changelog_topic(settings: Settings) -> int:
 
 
 def _partition_count(admin: Any, topic: str) -> int:
+    """The topic's partition count, once every partition has a leader (a topic just created
+    may not yet: reading it then would wait for a whole request timeout)."""
     deadline = time.monotonic() + METADATA_WAIT_S
     while True:
         described = admin.describe_topics([topic])
         partitions = described[0].get("partitions") if described else None
-        if partitions:
+        if partitions and all(p.get("leader_id", -1) >= 0 for p in partitions):
             return len(partitions)
         if time.monotonic() >= deadline:
-            raise LedgerError(f"topic {topic} does not exist or has no partitions")
+            raise LedgerError(f"topic {topic} does not exist or has a partition without leader")
         time.sleep(METADATA_POLL_S)

@@ -142,7 +142,7 @@ class PlanConsumerJob:
                 before_commit=self._before_commit,
                 commit_offsets=not self._exactly_once,
                 on_revoked=self._revoked,
-                on_assigned=self._assigned,
+                prepare_assigned=self._assigned if isinstance(ledger, PartitionedLedger) else None,
                 on_assignment=lambda assigned: self.readiness.mark(
                     PARTITIONS_ASSIGNED, met=assigned
                 ),
@@ -225,7 +225,8 @@ class PlanConsumerJob:
 
     def _assigned(self, partitions: list[Any]) -> None:
         """A partitioned ledger restores the new partitions, drops what retention says, and
-        its open intents are reconciled with the broker, all before their records flow."""
+        its open intents are reconciled with the broker, all before their records flow (the
+        source keeps them paused meanwhile)."""
         ledger = self._ledger
         if not isinstance(ledger, PartitionedLedger):
             return

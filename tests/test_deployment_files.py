@@ -38,11 +38,12 @@ ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - what a container's health server must
 
 
 def default_topics() -> dict[str, str]:
-    """Settings' topic fields and their default names, whatever the environment says."""
+    """Settings' topic fields and their default names, whatever the environment says. The
+    Kafka ledger's changelog is left out: the job creates it, compacted, with ledger=kafka."""
     return {
         name: str(field.default)
         for name, field in Settings.model_fields.items()
-        if name.startswith("topic_")
+        if name.startswith("topic_") and name != "topic_ledger_changelog"
     }
 
 
