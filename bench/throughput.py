@@ -29,8 +29,8 @@ from bench.common import (
     ratio,
 )
 from bench.profiling import profiled
-from rebalance_stream.ledger.sqlite import SqliteLedger
 from rebalance_stream.streams.local_kafka import create_topics
+from rebalance_stream.streams.runner import open_ledger
 
 SECONDS_PER_PLAN_LIMIT = 0.05
 TIMEOUT_FLOOR_S = 120.0
@@ -63,7 +63,11 @@ class JobResult:
         return round(self.cpu_s * MS_PER_S / self.plans, 3)
 
 
-EOS = "exactly_once"
+# Each changes the pinned settings in one way; "{input}" is the pass's input topic.
+SUPPLEMENTARY: dict[str, dict[str, str]] = {
+    "exactly_once": {"processing_guarantee": "exactly_once"},
+    "kafka_ledger": {"ledger": "kafka", "topic_ledger_changelog": "{input}-ledger"},
+}
 
 
 def timeout_for(plans: int) -> float:
@@ -83,7 +87,7 @@ def drain_with_job(
     ``changes`` are settings that differ from the pinned ones (a supplementary pass)."""
     pinned = job_settings(kafka.bootstrap_servers, topics, group, ledger_path)
     settings = pinned.model_copy(update=dict(changes or {}))
-    ledger = SqliteLedger(settings.ledger, synchronous=settings.ledger_synchronous)
+    ledger = open_ledger(settings)
     broker = paper_broker()
     driver = JobDriver(settings, broker, ledger)
     try:
@@ -93,7 +97,7 @@ def drain_with_job(
         cpu_s = time.process_time() - cpu_started_s
         started_s = driver.first_received_s or finished_s
         driver.stop()
-        transactions = ledger.transactions
+        transactions = int(getattr(ledger, "transactions", 0))
     finally:
         driver.abort()
         ledger.close()
@@ -136,9 +140,10 @@ def run(
     }
     if normal_plans > 0:
         result["supplementary_ledger_normal"] = ledger_normal_pass(kafka, workspace, normal_plans)
-        exactly_once = exactly_once_pass(kafka, workspace, normal_plans)
-        exactly_once["ratio_to_at_least_once"] = ratio(exactly_once["ours_plans_per_s"], ours.per_s)
-        result["supplementary_exactly_once"] = exactly_once
+        for name, changes in SUPPLEMENTARY.items():
+            passed = supplementary_pass(kafka, workspace, normal_plans, name, changes)
+            passed["ratio_to_pinned"] = ratio(passed["ours_plans_per_s"], ours.per_s)
+            result[f"supplementary_{name}"] = passed
     if profile is not None:
         result["profile"] = profile_pass(kafka, workspace, *profile)
     return result, Processed(topics, backlog, ledger_path)
@@ -174,19 +179,19 @@ def ledger_normal_pass(kafka: Kafka, workspace: Workspace, plans: int) -> dict[s
     }
 
 
-def exactly_once_pass(kafka: Kafka, workspace: Workspace, plans: int) -> dict[str, Any]:
-    """Supplementary, outside the pinned setup: the same job under exactly_once.
-
-    Its ratio to the pinned (at_least_once) figure is what Kafka transactions cost here.
-    """
-    topics = JobTopics.create(kafka.bootstrap_servers, "exactly-once")
+def supplementary_pass(
+    kafka: Kafka, workspace: Workspace, plans: int, name: str, changes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Supplementary, outside the pinned setup: the same job with ``changes``; its ratio to
+    the pinned figure is what the change costs here (transactions, the Kafka ledger)."""
+    topics = JobTopics.create(kafka.bootstrap_servers, name.replace("_", "-"))
     backlog = preload(kafka.bootstrap_servers, topics.input, plans)
-    ledger_path = workspace.ledger_path("exactly-once")
-    result = drain_with_job(
-        kafka, topics, backlog, ledger_path, new_group("eos"), {"processing_guarantee": EOS}
-    )
+    ledger_path = workspace.ledger_path(name)
+    variant = {k: v.format(input=topics.input) for k, v in changes.items()}
+    result = drain_with_job(kafka, topics, backlog, ledger_path, new_group(name), variant)
     return {
         "plans": plans,
+        "settings": variant,
         "ours_plans_per_s": result.per_s,
         "ours_cpu_ms_per_plan": result.cpu_ms_per_plan,
         "job_counts": result.counts,
