@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # type: ignore[import-untyped]
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition  # type: ignore[import-untyped]
 
 from rebalance_stream.brokers.paper import PaperBroker
 from rebalance_stream.brokers.paper_account import PaperAccount
@@ -46,6 +46,7 @@ ITEMS_PER_PLAN = 5
 OUTPUTS_PER_PLAN = 2
 SESSION_TIMEOUT_MS = 6000
 JOB_POLL_S = 0.002
+GROUP_OFFSETS_POLL_S = 0.05
 STOP_TIMEOUT_S = 60.0
 MS_PER_S = 1000
 
@@ -307,6 +308,11 @@ class JobDriver:
         self.first_received_s: float | None = None
         self.kinds: dict[str, int] = {}
         self.job = PlanConsumerJob(settings, broker, ledger, JobHooks(self._seen))
+        self._settings = settings
+        self._transactional = settings.processing_guarantee == "exactly_once"
+        self._admin: Any = None
+        self._offsets: dict[Any, int] = {}
+        self._offsets_read_at = -GROUP_OFFSETS_POLL_S
         self._exit: dict[str, int] = {}
         self._thread = threading.Thread(target=self._run, name="bench-job", daemon=True)
 
@@ -324,8 +330,28 @@ class JobDriver:
         self._thread.start()
 
     def committed_all(self, ends: dict[Any, int]) -> bool:
-        committed = self.job.source.committed
+        committed = self._group_offsets() if self._transactional else self.job.source.committed
         return all(committed.get(tp, 0) >= offset for tp, offset in ends.items())
+
+    def _group_offsets(self) -> dict[Any, int]:
+        """Under exactly_once the transactions commit the offsets, not the source: ask Kafka,
+        at most every GROUP_OFFSETS_POLL_S."""
+        now = time.monotonic()
+        if now - self._offsets_read_at >= GROUP_OFFSETS_POLL_S:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(
+                    bootstrap_servers=self._settings.kafka_bootstrap_servers
+                )
+            group = self._settings.group_id
+            found = self._admin.list_group_offsets({group: None}).get(group, {})
+            self._offsets = {tp: meta.offset for tp, meta in found.items()}
+            self._offsets_read_at = now
+        return self._offsets
+
+    def _close_admin(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
 
     def wait_committed(
         self,
@@ -347,6 +373,7 @@ class JobDriver:
 
     def stop(self) -> int:
         """Stop the job (it finishes in-flight plans and commits) and return its exit code."""
+        self._close_admin()
         self.job.stop()
         self._thread.join(STOP_TIMEOUT_S)
         if self._thread.is_alive():
@@ -359,6 +386,7 @@ class JobDriver:
 
     def abort(self) -> None:
         """After a failure elsewhere: stop the job if it still runs; never raises."""
+        self._close_admin()
         if self._thread.is_alive():
             self.job.stop()
             self._thread.join(STOP_TIMEOUT_S)
