@@ -16,6 +16,7 @@ resets: at most ``submit_attempts`` sends. Every request waits for the key's tok
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -26,6 +27,7 @@ from urllib.parse import quote
 import structlog
 from alpaca.data.historical.stock import StockHistoricalDataClient
 from alpaca.trading.client import TradingClient
+from cachetools import TTLCache
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -82,6 +84,7 @@ __all__ = ["ORDERS_PAGE_LIMIT", "AlpacaBroker", "AlpacaConfig"]
 log = structlog.get_logger(__name__)
 
 ORDERS_PAGE_LIMIT: Final = 500
+ASSET_CACHE_SIZE: Final = 10_000
 _TIE_MARGIN = timedelta(microseconds=1)
 
 T = TypeVar("T")
@@ -107,6 +110,10 @@ class AlpacaBroker:
         self._sleep = sleep
         self.stats = RequestStats()
         self._clients: tuple[TradingClient, StockHistoricalDataClient] | None = None
+        self._assets: TTLCache[str, AssetInfo] = TTLCache(
+            maxsize=ASSET_CACHE_SIZE, ttl=config.asset_cache_s, timer=time.monotonic
+        )
+        self._assets_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"AlpacaBroker(base_url={self._config.base_url!r}, paper={self._config.is_paper})"
@@ -166,13 +173,22 @@ class AlpacaBroker:
         return parse_position_qty(raw)
 
     def get_asset(self, symbol: str) -> AssetInfo:
-        """Raises UnknownAsset when Alpaca does not know the symbol (404)."""
+        """Raises UnknownAsset when Alpaca does not know the symbol (404). A known asset is
+        kept for ``asset_cache_s``: whether it is fractionable does not change per order."""
+        key = symbol.upper()
+        with self._assets_lock:
+            cached = self._assets.get(key)
+        if cached is not None:
+            return cached
         path = f"/assets/{_segment(symbol)}"
         try:
             raw = self._read(lambda: self._trading.get(path), symbol)
         except OrderNotFound:
-            raise UnknownAsset(symbol.upper()) from None
-        return parse_asset(raw)
+            raise UnknownAsset(key) from None
+        asset = parse_asset(raw)
+        with self._assets_lock:
+            self._assets[key] = asset
+        return asset
 
     def get_latest_price(self, symbol: str) -> Decimal | None:
         """The latest trade's price, else the latest quote's midpoint, else None."""

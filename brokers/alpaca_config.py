@@ -42,6 +42,8 @@ class AlpacaConfig(BaseSettings):
     backoff_base_s: float = Field(0.25, gt=0)
     backoff_max_s: float = Field(8.0, gt=0)
     pool_size: int = Field(10, ge=1)
+    asset_cache_s: float = Field(300.0, ge=0)
+    """How long an asset (fractionable or not) is kept before it is read again; 0: never kept."""
 
     @field_validator("base_url", "data_url")
     @classmethod

@@ -638,6 +638,29 @@ def test_alpaca_broker_get_asset_known_and_unknown(broker: AlpacaBroker) -> None
         broker.get_asset("NOPE")
 
 
+def test_alpaca_broker_keeps_a_known_asset_but_asks_again_for_an_unknown_one(
+    venue: FakeAlpacaServer,
+) -> None:
+    with started(venue) as alpaca:
+        first, again = alpaca.get_asset("SPY"), alpaca.get_asset("spy")
+        for _ in range(2):
+            with pytest.raises(UnknownAsset):
+                alpaca.get_asset("NOPE")
+
+    assert first == again
+    assert count(venue, "GET", "/v2/assets/{symbol}") == 1 + 2
+
+
+def test_alpaca_broker_asset_cache_of_zero_seconds_reads_every_time(
+    venue: FakeAlpacaServer,
+) -> None:
+    with started(venue, asset_cache_s=0) as alpaca:
+        alpaca.get_asset("SPY")
+        alpaca.get_asset("SPY")
+
+    assert count(venue, "GET", "/v2/assets/{symbol}") == 2
+
+
 def test_alpaca_broker_get_latest_price_is_exact_or_none(broker: AlpacaBroker) -> None:
     assert broker.get_latest_price("AAPL") == Decimal("187.3312")
     assert broker.get_latest_price("NOPE") is None
