@@ -25,6 +25,13 @@ from pathlib import Path
 import structlog
 
 from rebalance_stream.brokers.paper_account import DelayedFill, PaperAccount, PartialFill
+from rebalance_stream.brokers.paper_fills import (
+    QTY_QUANTUM,
+    WHOLE_SHARE,
+    executed,
+    quantity_of,
+    round_down,
+)
 from rebalance_stream.brokers.paper_state import DEFAULT_RETAINED_ORDERS, PaperState
 from rebalance_stream.brokers.protocol import (
     AccountSnapshot,
@@ -39,7 +46,6 @@ from rebalance_stream.brokers.protocol import (
     UnknownAsset,
 )
 from rebalance_stream.contracts.execution import OrderSide
-from rebalance_stream.contracts.wire import strip_trailing_zeros
 
 log = structlog.get_logger(__name__)
 
@@ -47,8 +53,6 @@ log = structlog.get_logger(__name__)
 PAPER_ORDER_NAMESPACE = uuid.UUID("6ab84c5c-d453-45f6-8d8c-c7a6cd34fc7f")
 FILL_MODEL_REJECT_REASON = "rejected by paper fill model"
 
-_QTY_QUANTUM = Decimal("1E-9")  # fractional quantities carry at most 9 decimal places
-_WHOLE_SHARE = Decimal(1)
 _MS_PER_S = 1000
 
 _EVENT_BY_STATUS = {
@@ -66,31 +70,6 @@ def broker_order_id_for(client_order_id: str) -> str:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _round_down(qty: Decimal, quantum: Decimal) -> Decimal:
-    """Round down to ``quantum`` and drop trailing zeros: 20.000000000 -> 20."""
-    return strip_trailing_zeros(qty.quantize(quantum, rounding=ROUND_DOWN))
-
-
-def _qty_of(qty: Decimal | None, notional: Decimal | None, price: Decimal) -> Decimal:
-    """An order's quantity; a notional order's is notional/price, rounded down to 9 dp."""
-    if qty is not None:
-        return qty
-    if notional is None:
-        raise ValueError("an order has exactly one of qty or notional")
-    return _round_down(notional / price, _QTY_QUANTUM)
-
-
-def _executed(
-    order: BrokerOrder, filled_qty: Decimal, price: Decimal, status: BrokerOrderStatus, at: datetime
-) -> BrokerOrder:
-    """``order`` in ``status`` with ``filled_qty`` filled at ``price``; 0 filled leaves no fill."""
-    if filled_qty == 0:
-        return replace(order, status=status)
-    return replace(
-        order, status=status, filled_qty=filled_qty, filled_avg_price=price, filled_at=at
-    )
 
 
 class PaperBroker:
@@ -290,12 +269,12 @@ class PaperBroker:
         price = self._price(order.symbol)
         if order.notional is not None:
             return order.notional - order.filled_qty * price
-        return (_qty_of(order.qty, None, price) - order.filled_qty) * price
+        return (quantity_of(order.qty, None, price) - order.filled_qty) * price
 
     def _open_sell_qty(self, state: PaperState, symbol: str) -> Decimal:
         return sum(
             (
-                _qty_of(o.qty, o.notional, self._price(symbol)) - o.filled_qty
+                quantity_of(o.qty, o.notional, self._price(symbol)) - o.filled_qty
                 for o in state.open_orders()
                 if o.side is OrderSide.SELL and o.symbol == symbol
             ),
@@ -307,7 +286,7 @@ class PaperBroker:
         symbol = request.symbol.upper()
         price = self._price(symbol)
         self._check_amount(request, self._account.is_fractionable(symbol))
-        qty = _qty_of(request.qty, request.notional, price)
+        qty = quantity_of(request.qty, request.notional, price)
         if qty == 0:
             raise OrderRejected(f"notional {request.notional} buys less than 1E-9 {symbol}")
         if request.side is OrderSide.BUY:
@@ -330,7 +309,7 @@ class PaperBroker:
             return
         if not fractionable and request.qty != request.qty.to_integral_value():
             raise OrderRejected(f"{request.symbol} is not fractionable: qty must be whole")
-        if request.qty != request.qty.quantize(_QTY_QUANTUM, rounding=ROUND_DOWN):
+        if request.qty != request.qty.quantize(QTY_QUANTUM, rounding=ROUND_DOWN):
             raise OrderRejected("qty has more than 9 decimal places")
 
     def _apply_fill_model(
@@ -352,12 +331,12 @@ class PaperBroker:
         self, order: BrokerOrder, price: Decimal, model: PartialFill | str
     ) -> BrokerOrder:
         """Fill the model's fraction at once and cancel the rest (IOC); ``immediate`` is all."""
-        qty = _qty_of(order.qty, order.notional, price)
+        qty = quantity_of(order.qty, order.notional, price)
         fraction = model.partial if isinstance(model, PartialFill) else Decimal(1)
-        quantum = _QTY_QUANTUM if self._account.is_fractionable(order.symbol) else _WHOLE_SHARE
-        part = _round_down(qty * fraction, quantum)
+        quantum = QTY_QUANTUM if self._account.is_fractionable(order.symbol) else WHOLE_SHARE
+        part = round_down(qty * fraction, quantum)
         status = BrokerOrderStatus.FILLED if part == qty else BrokerOrderStatus.CANCELED
-        return _executed(order, part, price, status, order.submitted_at)
+        return executed(order, part, price, status, order.submitted_at)
 
     def _settle_due(self, state: PaperState) -> None:
         """Fill every open order whose delay has passed, at the time it became due."""
@@ -371,8 +350,8 @@ class PaperBroker:
             if due_at > now:
                 continue
             price = self._price(order.symbol)
-            fill_qty = _qty_of(order.qty, order.notional, price) - order.filled_qty
-            filled = _executed(
+            fill_qty = quantity_of(order.qty, order.notional, price) - order.filled_qty
+            filled = executed(
                 order, order.filled_qty + fill_qty, price, BrokerOrderStatus.FILLED, due_at
             )
             self._save(state, filled, fill_qty, price)
