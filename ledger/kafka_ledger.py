@@ -56,9 +56,15 @@ UNKNOWN_PARTITION = 0
 
 
 class ChangelogWriter(Protocol):
-    """Sends changelog records; ``flush`` returns once every record sent is durable."""
+    """Sends changelog records. Thread-safe: one thread may send while others wait.
 
-    def send(self, partition: int, record: ChangelogRecord) -> None: ...
+    ``send`` returns a token; ``wait(tokens)`` returns once those records are durable, and
+    ``flush`` once every record sent before it is; both raise LedgerError for a lost record.
+    """
+
+    def send(self, partition: int, record: ChangelogRecord) -> object: ...
+
+    def wait(self, tokens: Sequence[object]) -> None: ...
 
     def flush(self) -> None: ...
 
@@ -151,9 +157,11 @@ class KafkaLedger(InMemoryLedger):
         with self._write_lock:
             fresh = [i for i in intents if i.client_order_id not in self._intents]
             super().record_intents(intents)
-            for intent in fresh:
+            sent = [
                 self._writer.send(self._partition(intent.plan_id), intent_record(intent))
-            self._flush_locked()
+                for intent in fresh
+            ]
+        self._wait_durable(sent)
 
     def record_terminals(self, terminals: Sequence[OrderTerminal]) -> None:
         with self._write_lock:
@@ -173,10 +181,10 @@ class KafkaLedger(InMemoryLedger):
                 if (known := self._plans.get(o.plan_id)) is not None and known.outputs is None
             }
             on_record = super().record_outcomes(outcomes)
-            for plan_id in sorted(undecided):
-                self._send_plan(plan_id)
-            self._flush_locked()
-            return on_record
+            tokens = [self._send_plan(plan_id) for plan_id in sorted(undecided)]
+            sent = [token for token in tokens if token is not None]
+        self._wait_durable(sent)
+        return on_record
 
     def mark_acknowledged(self, plan_ids: Sequence[str]) -> None:
         """Buffered without any lock (the producer's network thread calls it): applied and
@@ -188,29 +196,31 @@ class KafkaLedger(InMemoryLedger):
             self._send_acks()
             with self._lock:
                 old = [p for p, known in self._plans.items() if known.first_received_at < before]
-                events = [e for e, p in self._events.items() if p in set(old)]
-                orders = [c for c, i in self._intents.items() if i.plan_id in set(old)]
+                gone = set(old)
+                events = [e for e, p in self._events.items() if p in gone]
+                orders = [c for c, i in self._intents.items() if i.plan_id in gone]
                 parts = {p: self._partition(p) for p in old}
                 by_event = {e: self._partition(self._events[e]) for e in events}
                 by_order = {c: self._partition(self._intents[c].plan_id) for c in orders}
             expired = super().expire(before)
+            sent = []
             for plan_id, partition in parts.items():
-                self._writer.send(partition, tombstone(PLAN, plan_id))
+                sent.append(self._writer.send(partition, tombstone(PLAN, plan_id)))
                 self._partition_of.pop(plan_id, None)
                 self._account_of.pop(plan_id, None)
             for event_id, partition in by_event.items():
-                self._writer.send(partition, tombstone(EVENT, event_id))
+                sent.append(self._writer.send(partition, tombstone(EVENT, event_id)))
             for order_id, partition in by_order.items():
-                self._writer.send(partition, tombstone(INTENT, order_id))
-                self._writer.send(partition, tombstone(TERMINAL, order_id))
-            self._flush_locked()
-            return expired
+                sent.append(self._writer.send(partition, tombstone(INTENT, order_id)))
+                sent.append(self._writer.send(partition, tombstone(TERMINAL, order_id)))
+        self._wait_durable(sent)
+        return expired
 
     def flush(self) -> None:
         """Write the buffered acknowledgements and wait until every record sent is durable."""
         with self._write_lock:
             self._send_acks()
-            self._flush_locked()
+        self._writer.flush()
 
     def close(self) -> None:
         """Flush, then close the writer and the reader."""
@@ -225,11 +235,13 @@ class KafkaLedger(InMemoryLedger):
     def _partition(self, plan_id: str) -> int:
         return self._partition_of.get(plan_id, UNKNOWN_PARTITION)
 
-    def _send_plan(self, plan_id: str) -> None:
+    def _send_plan(self, plan_id: str) -> object:
+        """Send the plan's record; its token (None when the plan is not known here)."""
         known = self._plans.get(plan_id)
-        if known is not None:
-            account = self._account_of.get(plan_id, "default")
-            self._writer.send(self._partition(plan_id), plan_record(known, account))
+        if known is None:
+            return None
+        account = self._account_of.get(plan_id, "default")
+        return self._writer.send(self._partition(plan_id), plan_record(known, account))
 
     def _send_acks(self) -> None:
         if not self._acks:
@@ -246,8 +258,12 @@ class KafkaLedger(InMemoryLedger):
         known = self._plans.get(plan_id)
         return known is not None and known.outputs is not None and not known.acknowledged
 
-    def _flush_locked(self) -> None:
-        self._writer.flush()
+    def _wait_durable(self, sent: Sequence[object]) -> None:
+        """Wait until the records this call sent are written, outside the write lock, so that
+        other plans keep deciding and sending meanwhile. Kafka keeps each partition's order:
+        the plan's claim, sent before into the same partition, is written first."""
+        if sent:
+            self._writer.wait(sent)
 
     def _take(self, partition: int, snapshot: LedgerSnapshot) -> None:
         """Merge a restored partition into memory; the lock is held."""

@@ -12,8 +12,9 @@ count differs from the input's.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import structlog
@@ -33,36 +34,53 @@ KAFKA_LEDGER = "kafka"
 COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
 POLL_TIMEOUT_MS = 200
 READ_TIMEOUT_MS = 30_000
+KEPT_FAILURES = 10
 METADATA_WAIT_S = 10.0
 METADATA_POLL_S = 0.1
 
 
 class KafkaChangelogWriter:
-    """Sends records keyed by entity to an explicit partition; ``flush`` raises LedgerError
-    when any record sent since the last flush was not written."""
+    """Sends records keyed by entity to an explicit partition; ``wait`` and ``flush`` raise
+    LedgerError when a record they cover was not written."""
 
     def __init__(self, producer: Any, topic: str) -> None:
         self._producer = producer
         self._topic = topic
-        self._futures: list[Any] = []
+        self._lock = threading.Lock()
+        self._failures: list[BaseException] = []  # since the last flush; the first few only
 
-    def send(self, partition: int, record: ChangelogRecord) -> None:
+    def send(self, partition: int, record: ChangelogRecord) -> object:
         future = self._producer.send(
             self._topic, key=record.key, value=record.value, partition=partition
         )
-        self._futures.append(future)
+        future.add_errback(self._failed)
+        return future
+
+    def wait(self, tokens: Sequence[object]) -> None:
+        """Send what is buffered now and wait for it; raise if any of ``tokens`` failed."""
+        self._producer.flush()
+        futures: list[Any] = list(tokens)
+        _raise_if_lost([future.exception for future in futures if future.failed()])
 
     def flush(self) -> None:
-        futures, self._futures = self._futures, []
-        if not futures:
-            return
+        """Wait for everything sent; raise if any record failed since the last flush."""
         self._producer.flush()
-        failed = [f.exception for f in futures if f.failed()]
-        if failed:
-            raise LedgerError(f"{len(failed)} ledger changelog records not written: {failed[0]}")
+        with self._lock:
+            failures, self._failures = self._failures, []
+        _raise_if_lost(failures)
 
     def close(self) -> None:
         self._producer.close()
+
+    def _failed(self, error: BaseException) -> None:
+        with self._lock:
+            if len(self._failures) < KEPT_FAILURES:
+                self._failures.append(error)
+
+
+def _raise_if_lost(errors: Sequence[BaseException]) -> None:
+    if errors:
+        raise LedgerError(f"ledger changelog records not written: {errors[0]!r}")
 
 
 class KafkaChangelogReader:

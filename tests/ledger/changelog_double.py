@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from rebalance_stream.ledger.changelog import ChangelogRecord
 
@@ -31,8 +31,13 @@ class MemoryWriter:
     def __init__(self, log: MemoryChangelog) -> None:
         self._log = log
 
-    def send(self, partition: int, record: ChangelogRecord) -> None:
+    def send(self, partition: int, record: ChangelogRecord) -> object:
         self._log.unflushed.append((partition, record))
+        return record
+
+    def wait(self, tokens: Sequence[object]) -> None:
+        """Like Kafka's producer flush: everything sent so far is written."""
+        self.flush()
 
     def flush(self) -> None:
         log = self._log
