@@ -98,8 +98,9 @@ class KafkaLedger(InMemoryLedger):
         """The partitions owned here: restored, and not revoked since."""
         return frozenset(self._restored - self._revoked)
 
-    def restore(self, partitions: Sequence[int]) -> None:
-        """Take ownership of ``partitions``: read the changelog of each one not held already.
+    def restore(self, partitions: Sequence[int]) -> list[int]:
+        """Take ownership of ``partitions``: read the changelog of each one not held already,
+        and return those read.
 
         Partitions revoked by the rebalance that led here and assigned again keep their state:
         in one rebalance no other member can have owned them meanwhile. Revoked partitions not
@@ -114,7 +115,8 @@ class KafkaLedger(InMemoryLedger):
             self._revoked.clear()
         if stale:
             log.info("ledger_partitions_dropped", partitions=sorted(stale), plans=len(plans))
-        for partition in sorted(wanted - self._restored):
+        read = sorted(wanted - self._restored)
+        for partition in read:
             snapshot = LedgerSnapshot()
             for record in self._reader.read(partition):
                 snapshot.apply(record)
@@ -127,6 +129,7 @@ class KafkaLedger(InMemoryLedger):
                 plans=len(snapshot.plans),
                 intents=len(snapshot.intents),
             )
+        return read
 
     def forget(self, partitions: Sequence[int]) -> None:
         """Give up ``partitions`` (revoked): everything written so far is flushed, and their

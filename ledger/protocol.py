@@ -229,7 +229,9 @@ class PartitionedLedger(Protocol):
     """A ledger whose state is split like the input topic's partitions (the Kafka ledger):
     a partition's state is restored when it is assigned and dropped when it is revoked."""
 
-    def restore(self, partitions: Sequence[int]) -> None: ...
+    def restore(self, partitions: Sequence[int]) -> list[int]:
+        """Own ``partitions``; returns those whose state had to be read (not held already)."""
+        ...
 
     def forget(self, partitions: Sequence[int]) -> None: ...
 

@@ -226,11 +226,13 @@ class PlanConsumerJob:
     def _assigned(self, partitions: list[Any]) -> None:
         """A partitioned ledger restores the new partitions, drops what retention says, and
         its open intents are reconciled with the broker, all before their records flow (the
-        source keeps them paused meanwhile)."""
+        source keeps them paused meanwhile). Partitions that came straight back were held
+        all along: when nothing new was read, there is nothing to reconcile."""
         ledger = self._ledger
         if not isinstance(ledger, PartitionedLedger):
             return
-        ledger.restore(self._input_partitions(partitions))
+        if not ledger.restore(self._input_partitions(partitions)):
+            return
         self._ledger.expire(utc_now() - timedelta(days=self._settings.ledger_retention_days))
         try:
             reconcile_orders(self._broker, self._ledger)

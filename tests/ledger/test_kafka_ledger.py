@@ -128,8 +128,9 @@ def test_a_revoked_partition_not_assigned_again_is_dropped_the_others_kept() -> 
     ledger.record_intents([intent("p0"), intent("p1", account_id="acct-2")])
 
     ledger.forget([0, 1])
-    ledger.restore([0])
+    read = ledger.restore([0])
 
+    assert read == []
     assert ledger.partitions == frozenset({0})
     assert log.reads == [0, 1]  # the first restore only: partition 0 came straight back
     assert [i.plan_id for i in ledger.open_intents()] == ["p0"]
@@ -161,8 +162,9 @@ def test_a_partition_restored_after_another_owner_is_read_anew() -> None:
     elsewhere.claim(claim_in(0, "p0"))
     elsewhere.record_outcomes([outcome("p0")])
 
-    ledger.restore([0])
+    read = ledger.restore([0])
 
+    assert read == [0]
     assert ledger.claim(claim_in(0, "p0")).status is ClaimStatus.REPUBLISH
 
 
