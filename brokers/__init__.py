@@ -16,6 +16,7 @@ from rebalance_stream.brokers.protocol import (
     OrderNotFound,
     OrderRejected,
     OrderRequest,
+    Quote,
     UnknownAsset,
 )
 
@@ -35,5 +36,6 @@ __all__ = [
     "OrderRequest",
     "PaperAccount",
     "PaperBroker",
+    "Quote",
     "UnknownAsset",
 ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Final, TypeVar
@@ -28,14 +28,7 @@ import structlog
 from alpaca.data.historical.stock import StockHistoricalDataClient
 from alpaca.trading.client import TradingClient
 from cachetools import TTLCache
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    retry_if_result,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import Retrying
 
 from rebalance_stream.brokers.alpaca_config import AlpacaConfig
 from rebalance_stream.brokers.alpaca_errors import (
@@ -55,7 +48,9 @@ from rebalance_stream.brokers.alpaca_http import (
     close_session,
     guard,
 )
+from rebalance_stream.brokers.alpaca_retry import backoff
 from rebalance_stream.brokers.alpaca_wire import (
+    latest_params,
     order_body,
     parse_account,
     parse_asset,
@@ -64,6 +59,7 @@ from rebalance_stream.brokers.alpaca_wire import (
     parse_orders,
     parse_position_qty,
     parse_quote_mid,
+    parse_quotes,
     parse_trade_price,
 )
 from rebalance_stream.brokers.protocol import (
@@ -74,6 +70,7 @@ from rebalance_stream.brokers.protocol import (
     MarketClock,
     OrderNotFound,
     OrderRequest,
+    Quote,
     UnknownAsset,
 )
 from rebalance_stream.brokers.rate_limit import TokenBucket, shared_bucket
@@ -192,17 +189,27 @@ class AlpacaBroker:
 
     def get_latest_price(self, symbol: str) -> Decimal | None:
         """The latest trade's price, else the latest quote's midpoint, else None."""
-        params = {"symbols": symbol.upper()}
-        if self._config.data_feed:
-            params["feed"] = self._config.data_feed
+        params = latest_params([symbol], self._config.data_feed)
+        if params is None:
+            return None
         price = parse_trade_price(self._latest("/stocks/trades/latest", params), symbol)
         if price is not None:
             return price
         return parse_quote_mid(self._latest("/stocks/quotes/latest", params), symbol)
 
+    def get_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
+        """The latest quotes, all in one GET /v2/stocks/quotes/latest?symbols=A,B (none for no
+        symbols). A symbol without a quote, or with a one-sided, zero or crossed one, is
+        absent."""
+        params = latest_params(symbols, self._config.data_feed)
+        if params is None:
+            return {}
+        return parse_quotes(self._latest("/stocks/quotes/latest", params), symbols)
+
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
-        """Send the market day order once. Raises DuplicateClientOrderId, OrderRejected (with
-        Alpaca's message) or BrokerUnavailable; an unknown outcome is resolved by lookup."""
+        """Send the market or limit day order once. Raises DuplicateClientOrderId,
+        OrderRejected (with Alpaca's message; before sending for a limit price off Alpaca's
+        tick) or BrokerUnavailable; an unknown outcome is resolved by lookup."""
         body = order_body(request)
         client_order_id = request.client_order_id
         sending = self._retrying(self._config.submit_attempts, retry_on=is_rate_limited)
@@ -351,41 +358,15 @@ class AlpacaBroker:
         retry_on: Callable[[BaseException], bool] = is_retryable_read,
         retry_none: bool = False,
     ) -> Retrying:
-        """Jittered exponential backoff on failures ``retry_on`` accepts (and on None, if
-        asked); the token bucket adds the venue's own reset wait after a 429."""
-        retry = retry_if_exception(retry_on)
-        return Retrying(
-            stop=stop_after_attempt(attempts),
-            wait=wait_random_exponential(
-                multiplier=self._config.backoff_base_s, max=self._config.backoff_max_s
-            ),
-            retry=(retry | retry_if_result(_is_none)) if retry_none else retry,
-            sleep=self._sleep,
-            before_sleep=self._before_retry,
-            reraise=True,
-            retry_error_callback=_give_up_with_none if retry_none else None,
+        """The backoff (see ``alpaca_retry``) for ``attempts`` calls, counted in ``stats``."""
+        return backoff(
+            self._config,
+            self.stats,
+            self._sleep,
+            attempts,
+            retry_on=retry_on,
+            retry_none=retry_none,
         )
-
-    def _before_retry(self, state: RetryCallState) -> None:
-        self.stats.add(retries=1)
-        outcome = state.outcome
-        error = outcome.exception() if outcome is not None and outcome.failed else None
-        log.info(
-            "alpaca_retry",
-            attempt=state.attempt_number,
-            error=str(describe(error)) if error is not None else "not found yet",
-        )
-
-
-def _is_none(value: object) -> bool:
-    return value is None
-
-
-def _give_up_with_none(state: RetryCallState) -> None:
-    """After the last lookup: None when it found nothing; its error when it failed."""
-    outcome = state.outcome
-    if outcome is not None and outcome.failed:
-        outcome.result()  # re-raises the lookup's error
 
 
 def _segment(value: str) -> str:

@@ -44,6 +44,8 @@ class AlpacaConfig(BaseSettings):
     pool_size: int = Field(10, ge=1)
     asset_cache_s: float = Field(300.0, ge=0)
     """How long an asset (fractionable or not) is kept before it is read again; 0: never kept."""
+    stream_url: str | None = None
+    """The trade_updates websocket; default: the base URL as wss://…/stream."""
 
     @field_validator("base_url", "data_url")
     @classmethod
@@ -55,3 +57,12 @@ class AlpacaConfig(BaseSettings):
     @property
     def is_paper(self) -> bool:
         return self.base_url == PAPER_BASE_URL
+
+    @property
+    def trade_stream_url(self) -> str:
+        """Where trade updates stream from: ``stream_url``, else ``wss://{base host}/stream``."""
+        if self.stream_url:
+            return self.stream_url
+        scheme, _, rest = self.base_url.partition("://")
+        websocket = "ws" if scheme == "http" else "wss"
+        return f"{websocket}://{rest}/stream"

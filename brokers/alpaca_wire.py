@@ -6,12 +6,13 @@ Amounts travel as strings, so no float ever rounds them:
     {"filled_avg_price": "187.3312"}          ->  Decimal("187.3312")
 
 Responses are read with ``parse_float=Decimal``, so a JSON number arrives as a Decimal too.
-Alpaca's 18 order statuses map onto our six (``STATUS_MAP``).
+Alpaca's 18 order statuses map onto our six (``STATUS_MAP``). A limit price must sit on
+Alpaca's tick (2 decimals at or above $1, 4 below); one that does not is refused, not rounded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_UP, Decimal, InvalidOperation
 from typing import Any
@@ -20,6 +21,7 @@ import structlog
 from alpaca.trading.enums import OrderStatus
 
 from rebalance_stream.brokers.protocol import (
+    MARKET_ORDER,
     AccountSnapshot,
     AssetInfo,
     BrokerOrder,
@@ -28,6 +30,7 @@ from rebalance_stream.brokers.protocol import (
     MarketClock,
     OrderRejected,
     OrderRequest,
+    Quote,
 )
 from rebalance_stream.contracts.execution import OrderSide
 from rebalance_stream.contracts.wire import plain_decimal, strip_trailing_zeros
@@ -79,6 +82,24 @@ def exact_amount(value: Decimal, name: str) -> str:
     return plain_decimal(strip_trailing_zeros(value))
 
 
+def exact_limit_price(price: Decimal) -> str:
+    """A limit price as a plain decimal string: ``Decimal("187.50")`` -> ``"187.5"``.
+
+    Raises OrderRejected (nothing is sent) for a price that is not positive, or finer than
+    Alpaca's tick: 2 decimals at or above $1, 4 below (``format_limit_price`` rounds onto it).
+    """
+    if not price.is_finite() or price <= 0:
+        raise OrderRejected(f"order limit_price must be positive, got {price}")
+    tick = _CENT if price >= _ONE_DOLLAR else _SUB_DOLLAR_TICK
+    try:
+        on_tick = price == price.quantize(tick, rounding=ROUND_DOWN)
+    except InvalidOperation:  # more digits than the decimal context holds
+        on_tick = False
+    if not on_tick:
+        raise OrderRejected(f"order limit_price {price} is finer than Alpaca's tick of {tick}")
+    return plain_decimal(strip_trailing_zeros(price))
+
+
 def format_limit_price(price: Decimal, side: OrderSide) -> str:
     """Alpaca's tick: 2 decimals at or above $1, 4 below; rounded away from a worse fill.
 
@@ -94,12 +115,15 @@ def format_limit_price(price: Decimal, side: OrderSide) -> str:
     return plain_decimal(rounded)
 
 
-def order_body(request: OrderRequest, limit_price: Decimal | None = None) -> dict[str, str]:
-    """The POST /v2/orders body: a day order, market unless a limit price is given."""
+def order_body(request: OrderRequest) -> dict[str, str]:
+    """The POST /v2/orders body: a day order, market unless the request has a limit price.
+
+    Raises OrderRejected (nothing is sent) for an amount or limit price Alpaca cannot take.
+    """
     body = {
         "symbol": request.symbol.upper(),
         "side": request.side.value.lower(),
-        "type": "market" if limit_price is None else "limit",
+        "type": request.order_type,
         "time_in_force": "day",
         "client_order_id": request.client_order_id,
     }
@@ -107,8 +131,8 @@ def order_body(request: OrderRequest, limit_price: Decimal | None = None) -> dic
         body["qty"] = exact_amount(request.qty, "qty")
     elif request.notional is not None:
         body["notional"] = exact_amount(request.notional, "notional")
-    if limit_price is not None:
-        body["limit_price"] = format_limit_price(limit_price, request.side)
+    if request.limit_price is not None:
+        body["limit_price"] = exact_limit_price(request.limit_price)
     return body
 
 
@@ -180,6 +204,48 @@ def parse_quote_mid(raw: object, symbol: str) -> Decimal | None:
     return (ask + bid) / 2
 
 
+def latest_params(symbols: Iterable[str], feed: str | None) -> dict[str, str] | None:
+    """The query of a latest trades or quotes request: the symbols upper-cased, each once, in
+    order, and the feed when set; None when there are no symbols (nothing to ask)."""
+    unique = ",".join(dict.fromkeys(symbol.upper() for symbol in symbols))
+    if not unique:
+        return None
+    return {"symbols": unique, "feed": feed} if feed else {"symbols": unique}
+
+
+def parse_quotes(raw: object, symbols: Iterable[str]) -> dict[str, Quote]:
+    """The quotes of ``symbols`` in ``{"quotes": {SYM: {"bp": ..., "ap": ..., "t": ...}}}``.
+
+    A symbol is absent when it has no quote, or one without a positive bid and ask, or a
+    crossed one (ask below bid). An unreadable ``t`` leaves the timestamp None. None (Alpaca
+    answered 404) has no quotes; any other body but a JSON object of quotes raises
+    BrokerUnavailable.
+    """
+    if raw is None:
+        return {}
+    entries = raw.get("quotes") if isinstance(raw, Mapping) else None
+    if not isinstance(entries, Mapping):
+        raise BrokerUnavailable("unreadable quotes from Alpaca: no quotes object")
+    quotes = {}
+    for symbol in dict.fromkeys(s.upper() for s in symbols):
+        entry = entries.get(symbol)
+        quote = _quote_of(entry) if isinstance(entry, Mapping) else None
+        if quote is not None:
+            quotes[symbol] = quote
+    return quotes
+
+
+def _quote_of(entry: Mapping[str, Any]) -> Quote | None:
+    bid, ask = _positive(entry.get("bp")), _positive(entry.get("ap"))
+    if bid is None or ask is None or ask < bid:
+        return None
+    try:
+        timestamp: datetime | None = _time(entry.get("t"))
+    except (TypeError, ValueError):
+        timestamp = None
+    return Quote(bid, ask, timestamp)
+
+
 def _order_of(body: Mapping[str, Any]) -> BrokerOrder:
     filled_qty = _decimal(body.get("filled_qty") or "0")
     avg_price = _optional_decimal(body.get("filled_avg_price"))
@@ -198,6 +264,8 @@ def _order_of(body: Mapping[str, Any]) -> BrokerOrder:
         submitted_at=_time(body.get("submitted_at") or body["created_at"]),
         filled_at=_time(body["filled_at"]) if body.get("filled_at") else None,
         reject_reason=REJECTED_REASON if status is BrokerOrderStatus.REJECTED else None,
+        order_type=str(body.get("type") or body.get("order_type") or MARKET_ORDER).lower(),
+        limit_price=_optional_decimal(body.get("limit_price")),
     )
 
 

@@ -7,6 +7,12 @@ Market orders fill at the account's price by the symbol's fill model (SPEC 4):
     reject           -> recorded as rejected (returned, not raised)
     {"delay_ms": n}  -> open until the first call at or after submitted_at + n ms, then filled
 
+Each symbol has one price, so its quote has bid = ask = that price. A limit order that is
+marketable (a buy at or above the price, a sell at or below it) follows the fill model as a
+market order does, at the price; one that is not rests open until canceled. Prices do not
+change while the broker runs; a resting limit that a newer account file's price makes
+marketable fills in full when next settled, like a due delayed order.
+
 With a state path, cash, positions and orders live in SQLite and outlive the process.
 """
 
@@ -15,11 +21,11 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from pathlib import Path
 
 import structlog
@@ -32,6 +38,12 @@ from rebalance_stream.brokers.paper_fills import (
     quantity_of,
     round_down,
 )
+from rebalance_stream.brokers.paper_rules import (
+    buying_power,
+    check_order,
+    is_marketable,
+    price_or_reject,
+)
 from rebalance_stream.brokers.paper_state import DEFAULT_RETAINED_ORDERS, PaperState
 from rebalance_stream.brokers.protocol import (
     AccountSnapshot,
@@ -43,6 +55,7 @@ from rebalance_stream.brokers.protocol import (
     OrderNotFound,
     OrderRejected,
     OrderRequest,
+    Quote,
     UnknownAsset,
 )
 from rebalance_stream.contracts.execution import OrderSide
@@ -94,6 +107,7 @@ class PaperBroker:
         self._clock = clock or _utc_now
         self._lock = threading.Lock()
         self._state: PaperState | None = None
+        self._started_at: datetime | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -108,6 +122,7 @@ class PaperBroker:
                 positions=self._account.positions,
                 retained_orders=self._retained_orders,
             )
+            self._started_at = self._now()
             log.info(
                 "paper_broker_started",
                 state_path=str(self._state_path) if self._state_path else None,
@@ -141,7 +156,7 @@ class PaperBroker:
     def get_account(self) -> AccountSnapshot:
         """Cash, and buying power: cash minus the cost reserved by open buy orders."""
         with self._session() as state:
-            return AccountSnapshot(cash=state.cash, buying_power=self._buying_power(state))
+            return AccountSnapshot(cash=state.cash, buying_power=buying_power(state, self._account))
 
     def get_position_qty(self, symbol: str) -> Decimal:
         """The quantity held, Decimal 0 when there is no position."""
@@ -162,18 +177,27 @@ class PaperBroker:
         with self._session():
             return self._account.price_of(symbol)
 
+    def get_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
+        """Bid = ask = the account's price, at the clock's time; unknown symbols are absent."""
+        with self._session():
+            now = self._now()
+            prices = {symbol.upper(): self._account.price_of(symbol) for symbol in symbols}
+            return {s: Quote(p, p, now) for s, p in prices.items() if p is not None}
+
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
-        """Record a market order and apply the symbol's fill model.
+        """Record a market or limit order; apply the symbol's fill model if it is marketable,
+        else leave it open (status new).
 
         Raises DuplicateClientOrderId when the client_order_id was ever used, and OrderRejected
-        (nothing recorded) for an unknown symbol, a bad amount, or too little cash or shares.
+        (nothing recorded) for an unknown symbol, a bad amount, or too little cash or shares (a
+        limit buy needs its qty at the limit price).
         """
         with self._session() as state:
             broker_order_id = broker_order_id_for(request.client_order_id)
             if state.order(broker_order_id) is not None:
                 raise DuplicateClientOrderId(request.client_order_id)
             try:
-                price = self._check_order(state, request)
+                price = check_order(state, self._account, request)
             except OrderRejected as exc:
                 log.info(
                     "paper_order_refused", client_order_id=request.client_order_id, reason=str(exc)
@@ -190,6 +214,8 @@ class PaperBroker:
                 filled_qty=Decimal(0),
                 filled_avg_price=None,
                 submitted_at=self._now(),
+                order_type=request.order_type,
+                limit_price=request.limit_price,
             )
             return self._apply_fill_model(state, order, price)
 
@@ -207,7 +233,8 @@ class PaperBroker:
             return state.order(broker_order_id_for(client_order_id))
 
     def cancel_order(self, broker_order_id: str) -> None:
-        """Cancel an open order, keeping its filled qty; a terminal order is left as it is.
+        """Cancel an open order (a resting limit included), keeping its filled qty; a terminal
+        order is left as it is.
 
         Raises OrderNotFound.
         """
@@ -248,75 +275,15 @@ class PaperBroker:
         return now.astimezone(UTC)
 
     def _price(self, symbol: str) -> Decimal:
-        price = self._account.price_of(symbol)
-        if price is None:
-            raise OrderRejected(f"unknown asset {symbol}")
-        return price
-
-    def _buying_power(self, state: PaperState) -> Decimal:
-        reserved = sum(
-            (
-                self._open_cost(order)
-                for order in state.open_orders()
-                if order.side is OrderSide.BUY
-            ),
-            Decimal(0),
-        )
-        return state.cash - reserved
-
-    def _open_cost(self, order: BrokerOrder) -> Decimal:
-        """What the unfilled rest of an open buy may still cost."""
-        price = self._price(order.symbol)
-        if order.notional is not None:
-            return order.notional - order.filled_qty * price
-        return (quantity_of(order.qty, None, price) - order.filled_qty) * price
-
-    def _open_sell_qty(self, state: PaperState, symbol: str) -> Decimal:
-        return sum(
-            (
-                quantity_of(o.qty, o.notional, self._price(symbol)) - o.filled_qty
-                for o in state.open_orders()
-                if o.side is OrderSide.SELL and o.symbol == symbol
-            ),
-            Decimal(0),
-        )
-
-    def _check_order(self, state: PaperState, request: OrderRequest) -> Decimal:
-        """The fill price if the venue would accept ``request``; else raises OrderRejected."""
-        symbol = request.symbol.upper()
-        price = self._price(symbol)
-        self._check_amount(request, self._account.is_fractionable(symbol))
-        qty = quantity_of(request.qty, request.notional, price)
-        if qty == 0:
-            raise OrderRejected(f"notional {request.notional} buys less than 1E-9 {symbol}")
-        if request.side is OrderSide.BUY:
-            cost = request.notional if request.notional is not None else qty * price
-            if cost > self._buying_power(state):
-                raise OrderRejected(f"insufficient buying power for {cost} of {symbol}")
-            return price
-        available = state.position(symbol) - self._open_sell_qty(state, symbol)
-        if qty > available:
-            raise OrderRejected(f"cannot sell {qty} {symbol}: {available} available")
-        return price
-
-    @staticmethod
-    def _check_amount(request: OrderRequest, fractionable: bool) -> None:
-        if any(amount is not None and amount <= 0 for amount in (request.qty, request.notional)):
-            raise OrderRejected("order qty and notional must be positive")
-        if request.notional is not None and not fractionable:
-            raise OrderRejected(f"{request.symbol} is not fractionable: no notional orders")
-        if request.qty is None:
-            return
-        if not fractionable and request.qty != request.qty.to_integral_value():
-            raise OrderRejected(f"{request.symbol} is not fractionable: qty must be whole")
-        if request.qty != request.qty.quantize(QTY_QUANTUM, rounding=ROUND_DOWN):
-            raise OrderRejected("qty has more than 9 decimal places")
+        return price_or_reject(self._account, symbol)
 
     def _apply_fill_model(
         self, state: PaperState, order: BrokerOrder, price: Decimal
     ) -> BrokerOrder:
         model = self._account.fill_model_for(order.symbol)
-        if isinstance(model, DelayedFill):
+        if isinstance(model, DelayedFill) or not is_marketable(
+            order.side, order.limit_price, price
+        ):
             result = order
         elif model == "reject":
             result = replace(
@@ -339,17 +306,25 @@ class PaperBroker:
         return executed(order, part, price, status, order.submitted_at)
 
     def _settle_due(self, state: PaperState) -> None:
-        """Fill every open order whose delay has passed, at the time it became due."""
+        """Fill every marketable open order whose delay has passed, at the time it became due.
+
+        A limit order cannot have filled before this broker started with the price that makes
+        it marketable, so it is due no earlier than the start.
+        """
         now = self._now()
         for order in state.open_orders():
+            price = self._price(order.symbol)
+            if not is_marketable(order.side, order.limit_price, price):
+                continue
             model = self._account.fill_model_for(order.symbol)
             # An order left open by an earlier account file whose model is no longer a delay
             # is due at once.
             delay_ms = model.delay_ms if isinstance(model, DelayedFill) else 0
             due_at = order.submitted_at + timedelta(milliseconds=delay_ms)
+            if order.limit_price is not None and self._started_at is not None:
+                due_at = max(due_at, self._started_at)
             if due_at > now:
                 continue
-            price = self._price(order.symbol)
             fill_qty = quantity_of(order.qty, order.notional, price) - order.filled_qty
             filled = executed(
                 order, order.filled_qty + fill_qty, price, BrokerOrderStatus.FILLED, due_at

@@ -3,6 +3,9 @@
 Reads come from memory. With a SQLite path, every ``save`` is one transaction written before
 memory changes, so a crash never leaves memory ahead of the file. Decimals are stored as plain
 strings and timestamps as ISO-8601 UTC. One process at a time should own a state file.
+
+Each order is one JSON document, so a field added later (``order_type``, ``limit_price``) needs
+no new schema: a document written before it was added reads as a market order.
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from rebalance_stream.brokers.protocol import TERMINAL_STATUSES, BrokerOrder, BrokerOrderStatus
+from rebalance_stream.brokers.protocol import (
+    MARKET_ORDER,
+    TERMINAL_STATUSES,
+    BrokerOrder,
+    BrokerOrderStatus,
+)
 from rebalance_stream.contracts.execution import OrderSide
 from rebalance_stream.contracts.wire import format_timestamp, plain_decimal
 
@@ -72,16 +80,18 @@ def dump_order(order: BrokerOrder) -> str:
         "submitted_at": format_timestamp(order.submitted_at),
         "filled_at": _optional_timestamp(order.filled_at),
         "reject_reason": order.reject_reason,
+        "order_type": order.order_type,
+        "limit_price": _optional_decimal(order.limit_price),
     }
     return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
 def load_order(text: str) -> BrokerOrder:
-    """Decode what ``dump_order`` wrote."""
+    """Decode what ``dump_order`` wrote; a document without ``order_type`` is a market order."""
     doc: dict[str, Any] = json.loads(text)
 
     def dec(key: str) -> Decimal | None:
-        return None if doc[key] is None else Decimal(doc[key])
+        return None if doc.get(key) is None else Decimal(doc[key])
 
     def ts(key: str) -> datetime | None:
         return None if doc[key] is None else datetime.fromisoformat(doc[key])
@@ -102,6 +112,8 @@ def load_order(text: str) -> BrokerOrder:
         submitted_at=submitted_at,
         filled_at=ts("filled_at"),
         reject_reason=doc["reject_reason"],
+        order_type=doc.get("order_type", MARKET_ORDER),
+        limit_price=dec("limit_price"),
     )
 
 

@@ -6,6 +6,7 @@ errors onto ``BrokerError`` subclasses. Quantities and prices are Decimal.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -36,19 +37,54 @@ TERMINAL_STATUSES = frozenset(
 )
 
 
+MARKET_ORDER = "market"
+LIMIT_ORDER = "limit"
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A symbol's best bid and ask; ``timestamp`` is when the venue quoted it, if known."""
+
+    bid: Decimal
+    ask: Decimal
+    timestamp: datetime | None = None
+
+    @property
+    def mid(self) -> Decimal:
+        return (self.bid + self.ask) / 2
+
+    @property
+    def spread(self) -> Decimal:
+        return self.ask - self.bid
+
+
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
-    """A market day order for exactly one of ``qty`` or ``notional``."""
+    """A day order for exactly one of ``qty`` or ``notional``: a market order, or a limit
+    order when ``limit_price`` is set. A limit order needs ``qty`` and a positive limit price;
+    anything else raises ValueError here."""
 
     client_order_id: str
     symbol: str
     side: OrderSide
     qty: Decimal | None = None
     notional: Decimal | None = None
+    limit_price: Decimal | None = None
 
     def __post_init__(self) -> None:
         if (self.qty is None) == (self.notional is None):
             raise ValueError("an order has exactly one of qty or notional")
+        if self.limit_price is None:
+            return
+        if self.qty is None:
+            raise ValueError("a limit order needs qty, not notional")
+        if not (self.limit_price.is_finite() and self.limit_price > 0):
+            raise ValueError(f"limit_price must be positive, got {self.limit_price}")
+
+    @property
+    def order_type(self) -> str:
+        """``"limit"`` when a limit price is set, else ``"market"``."""
+        return MARKET_ORDER if self.limit_price is None else LIMIT_ORDER
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +103,9 @@ class BrokerOrder:
     submitted_at: datetime
     filled_at: datetime | None = None
     reject_reason: str | None = None
+    order_type: str = MARKET_ORDER
+    """``"market"`` or ``"limit"`` (a venue's other types pass through as it names them)."""
+    limit_price: Decimal | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -135,8 +174,16 @@ class Broker(Protocol):
         """The latest trade or mid price, or None when no quote is known."""
         ...
 
+    def get_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
+        """The latest quote of each symbol that has one, keyed by upper-case symbol; symbols
+        with no quote are absent. One request at a venue that batches."""
+        ...
+
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
-        """Raises DuplicateClientOrderId, OrderRejected or BrokerUnavailable."""
+        """Place a market or limit day order. A limit order that is not marketable rests
+        open (status new) until it fills or is canceled.
+
+        Raises DuplicateClientOrderId, OrderRejected or BrokerUnavailable."""
         ...
 
     def get_order(self, broker_order_id: str) -> BrokerOrder:

@@ -63,6 +63,9 @@ class OrderResult(Contract):
     filled_at: UtcTimestamp | None = None
     expected_price: Money | None = None
     slippage_bps: Money | None = None
+    attempts: Annotated[int, Field(ge=0)] = 1
+    """How many orders were sent for the item: a re-peg or a market order for the rest sends
+    another, with the next attempt number in its client_order_id. 0 when none was sent."""
 
     @property
     def is_dust_skip(self) -> bool:

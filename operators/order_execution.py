@@ -1,10 +1,13 @@
 """Execute one plan's orders at a Broker (SPEC 3.4): sells, then buys, each to a terminal state.
 
-Within a phase, orders run concurrently up to ``max_concurrent_orders`` and take their slots in
-priority order (1 first). Buys start after every sell is terminal and buying power was read
-again. A fault of one order becomes that order's failed OrderResult; nothing here raises for a
-single order's sake. Each phase's new orders go on record as intents, durably, before any of
-them is sent (SPEC 3.9), and their terminal states after the phase.
+Before any order, every traded symbol's price and fresh quote pass the price sanity check; a
+breach denies the plan with no order sent. Within a phase, orders run concurrently up to
+``max_concurrent_orders`` and take their slots in priority order (1 first). Buys start after
+every sell is terminal and the sells' proceeds show in buying power (or a bounded wait ends);
+buys it cannot cover are skipped or scaled down, as configured, so that no buy is sent that
+is certain to be rejected. A fault of one order becomes that order's failed OrderResult. Each
+phase's new orders go on record as intents, durably, before any of them is sent (SPEC 3.9),
+and every order's terminal state after the phase.
 """
 
 from __future__ import annotations
@@ -17,38 +20,60 @@ from decimal import Decimal
 
 import structlog
 
-from rebalance_stream.brokers.protocol import (
-    Broker,
-    BrokerError,
-    BrokerOrder,
-    DuplicateClientOrderId,
-    OrderRejected,
-    OrderRequest,
-    UnknownAsset,
-)
-from rebalance_stream.contracts.client_order_id import client_order_id
-from rebalance_stream.contracts.execution import OrderResult, OrderSide
+from rebalance_stream.brokers.order_watch import OrderWatch, PollingOrderWatch
+from rebalance_stream.brokers.protocol import Broker, BrokerOrder, Quote, UnknownAsset
+from rebalance_stream.contracts.client_order_id import client_order_id, with_attempt
+from rebalance_stream.contracts.execution import OrderResult
 from rebalance_stream.contracts.rebalance import RebalancePlan, RebalancePlanItem, TradeAction
 from rebalance_stream.ledger.protocol import OrderIntent, OrderJournal, OrderTerminal
+from rebalance_stream.operators.execution_config import (
+    BuyingPowerShortfall,
+    ExecutionConfig,
+    ExecutionStrategy,
+)
 from rebalance_stream.operators.flow import Clock, elapsed_ms
+from rebalance_stream.operators.order_placement import (
+    BEFORE_ORDER,
+    BETWEEN_ORDERS,
+    ItemOutcome,
+    OrderPlacer,
+    PlacementHooks,
+)
+from rebalance_stream.operators.order_results import (
+    skipped_result,
+    slippage_bps,
+    terminals_of,
+)
 from rebalance_stream.operators.order_sizing import (
     MarketFacts,
     SizedOrder,
     allocate_buying_power,
+    buys_cost,
+    scale_buys,
     side_of,
     size_order,
 )
+from rebalance_stream.operators.price_sanity import check_prices
+from rebalance_stream.operators.risk import KillSwitch, RiskDenial
+
+__all__ = [
+    "AFTER_ORDERS",
+    "BEFORE_ORDER",
+    "BETWEEN_ORDERS",
+    "ExecutionConfig",
+    "OrderRecording",
+    "OrdersOutcome",
+    "PlanOrderExecutor",
+    "no_checkpoint",
+    "slippage_bps",
+]
 
 log = structlog.get_logger(__name__)
 
-BASIS_POINTS = Decimal(10_000)
-BPS_STEP = Decimal("0.01")
-
-BEFORE_ORDER = "before_order"
-BETWEEN_ORDERS = "between_orders"
 AFTER_ORDERS = "after_orders"
 """Checkpoints: where a crash test may stop the process (before a submit, after each submit,
 after the last order is terminal)."""
+MAX_ATTEMPTS_LOOKED_UP = 20
 
 
 class UnrecordedOrders:
@@ -68,6 +93,10 @@ def no_checkpoint(name: str) -> None:
     """Production's checkpoint: nothing happens."""
 
 
+def always_active() -> KillSwitch:
+    return KillSwitch.ACTIVE
+
+
 @dataclass(frozen=True, slots=True)
 class OrderRecording:
     """Where orders are recorded, and the checkpoint hook that crash tests stop at."""
@@ -77,65 +106,21 @@ class OrderRecording:
 
 
 @dataclass(frozen=True, slots=True)
-class ExecutionConfig:
-    """How orders are sent and followed."""
-
-    max_concurrent_orders: int = 4
-    min_order_notional: Decimal = Decimal(1)
-    order_deadline_s: float = 30.0
-    plan_deadline_s: float = 300.0
-    """No order of a plan is sent after this long, and following an order stops with it."""
-    cancel_grace_s: float = 5.0
-    poll_interval_s: float = 0.1
-
-
-@dataclass(frozen=True, slots=True)
 class PreparedOrder:
-    """A sized new order, or an order that the broker already has for its client_order_id."""
+    """A sized new order, or the orders that the broker already has for the item."""
 
     sized: SizedOrder
-    existing: BrokerOrder | None
+    existing: tuple[BrokerOrder, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class OrdersOutcome:
-    """Every traded item's OrderResult in plan order, and the time spent per phase."""
+    """Every traded item's OrderResult in plan order and the time spent per phase, or the
+    price sanity denial that stopped the plan before any order."""
 
     orders: tuple[OrderResult, ...]
     timings_ms: dict[str, int]
-
-
-def slippage_bps(side: OrderSide, expected: Decimal, filled: Decimal) -> Decimal:
-    """Positive when the fill was worse than expected: paid more, or received less."""
-    signed = (filled - expected) if side is OrderSide.BUY else (expected - filled)
-    return (signed / expected * BASIS_POINTS).quantize(BPS_STEP)
-
-
-def skipped_result(order: SizedOrder) -> OrderResult:
-    return OrderResult(
-        symbol=order.symbol,
-        side=order.side,
-        client_order_id=order.client_order_id,
-        planned_qty=order.qty,
-        status="skipped",
-        success=False,
-        skipped=True,
-        skip_reason=order.skip,
-        expected_price=order.expected_price,
-    )
-
-
-def failed_result(order: SizedOrder, status: str, message: str) -> OrderResult:
-    return OrderResult(
-        symbol=order.symbol,
-        side=order.side,
-        client_order_id=order.client_order_id,
-        planned_qty=order.qty,
-        status=status,
-        success=False,
-        error_message=message,
-        expected_price=order.expected_price,
-    )
+    denial: RiskDenial | None = None
 
 
 def intent_of(plan: RebalancePlan, order: SizedOrder, clock: Clock) -> OrderIntent:
@@ -151,55 +136,41 @@ def intent_of(plan: RebalancePlan, order: SizedOrder, clock: Clock) -> OrderInte
     )
 
 
-def terminal_of(result: OrderResult) -> OrderTerminal | None:
-    """The terminal state to record, for an order that reached the broker."""
-    if result.broker_order_id is None:
-        return None
-    return OrderTerminal(
-        result.client_order_id, result.status, result.filled_qty, result.filled_avg_price
-    )
+@dataclass(frozen=True, slots=True)
+class _PlanRun:
+    """One execution of a plan: its deadline and the prices sized at."""
 
-
-def result_of(order: SizedOrder, placed: BrokerOrder) -> OrderResult:
-    """The OrderResult of a placed order; success means filled completely."""
-    fill_price = placed.filled_avg_price
-    slippage = None
-    if order.expected_price is not None and fill_price is not None and placed.filled_qty > 0:
-        slippage = slippage_bps(order.side, order.expected_price, fill_price)
-    return OrderResult(
-        symbol=order.symbol,
-        side=order.side,
-        client_order_id=order.client_order_id,
-        broker_order_id=placed.broker_order_id,
-        planned_qty=order.qty,
-        filled_qty=placed.filled_qty,
-        filled_avg_price=fill_price,
-        status=placed.status.value,
-        success=placed.status.value == "filled" and placed.filled_qty >= order.qty,
-        error_message=placed.reject_reason,
-        submitted_at=placed.submitted_at,
-        filled_at=placed.filled_at,
-        expected_price=order.expected_price,
-        slippage_bps=slippage,
-    )
+    plan: RebalancePlan
+    deadline: datetime
+    prices: dict[str, Decimal | None]
+    quotes: dict[str, Quote]
 
 
 class PlanOrderExecutor:
-    """Places and follows one plan's orders. Calls block; run it off the event loop."""
+    """Places and follows one plan's orders. Calls block; run it off the event loop.
 
-    def __init__(
+    ``watch`` follows placed orders (default: REST polling); ``kill_switch`` is read before
+    every order, so a switch changed while a plan runs stops its next order.
+    """
+
+    def __init__(  # noqa: PLR0913 - each is an injected dependency
         self,
         broker: Broker,
         config: ExecutionConfig,
         clock: Clock,
         sleep: Callable[[float], None],
         recording: OrderRecording | None = None,
+        *,
+        watch: OrderWatch | None = None,
+        kill_switch: Callable[[], KillSwitch] = always_active,
     ) -> None:
         self._broker = broker
         self._config = config
         self._clock = clock
         self._sleep = sleep
         self._recording = recording or OrderRecording()
+        self._watch = watch or PollingOrderWatch(broker, clock, sleep, config.poll_interval_s)
+        self._kill_switch = kill_switch
 
     def execute(self, plan: RebalancePlan) -> OrdersOutcome:
         """Run sells then buys; return each non-HOLD item's result in plan order."""
@@ -209,16 +180,27 @@ class PlanOrderExecutor:
         with ThreadPoolExecutor(max_workers=self._config.max_concurrent_orders) as pool:
             started = self._clock()
             deadline = started + timedelta(seconds=self._config.plan_deadline_s)
-            prepared_sells = list(pool.map(lambda item: self._prepare(plan.plan_id, item), sells))
-            sell_results = self._run_phase(pool, plan, prepared_sells, deadline)
+            symbols = [item.symbol for item in [*sells, *buys]]
+            prices = dict(
+                zip(symbols, pool.map(self._broker.get_latest_price, symbols), strict=True)
+            )
+            quotes = self._broker.get_quotes(symbols)
+            denial = check_prices(prices, quotes, self._config.price_sanity)
+            if denial is not None:
+                log.warning("price_sanity_denied", plan_id=plan.plan_id, reason=denial.reason)
+                return OrdersOutcome(
+                    (), {"price_check": elapsed_ms(started, self._clock())}, denial
+                )
+            run = _PlanRun(plan, deadline, prices, quotes)
+            prepared_sells = list(pool.map(lambda item: self._prepare(run, item), sells))
+            sell_results = self._run_phase(pool, run, prepared_sells)
             after_sells = self._clock()
             timings["sells"] = elapsed_ms(started, after_sells)
-            buying_power = self._broker.get_account().buying_power if buys else Decimal(0)
+            prepared_buys = list(pool.map(lambda item: self._prepare(run, item), buys))
+            within = self._fit_buying_power(prepared_buys, deadline)
             after_wait = self._clock()
             timings["buying_power_wait"] = elapsed_ms(after_sells, after_wait)
-            prepared_buys = list(pool.map(lambda item: self._prepare(plan.plan_id, item), buys))
-            within = _within(prepared_buys, buying_power)
-            buy_results = self._run_phase(pool, plan, within, deadline)
+            buy_results = self._run_phase(pool, run, within)
             timings["buys"] = elapsed_ms(after_wait, self._clock())
         self._recording.checkpoint(AFTER_ORDERS)
         by_symbol = {result.symbol: result for result in [*sell_results, *buy_results]}
@@ -226,135 +208,121 @@ class PlanOrderExecutor:
         return OrdersOutcome(ordered, timings)
 
     def _run_phase(
-        self,
-        pool: ThreadPoolExecutor,
-        plan: RebalancePlan,
-        prepared: list[PreparedOrder],
-        deadline: datetime,
+        self, pool: ThreadPoolExecutor, run: _PlanRun, prepared: list[PreparedOrder]
     ) -> list[OrderResult]:
         """Record the phase's new orders as intents, run every order, record the terminals."""
         journal = self._recording.journal
-        fresh = [p.sized for p in prepared if p.existing is None and p.sized.skip is None]
-        if fresh and self._clock() < deadline:
-            journal.record_intents([intent_of(plan, order, self._clock) for order in fresh])
-        results = list(pool.map(lambda p: self._run(p, deadline), prepared))
-        terminals = [t for result in results if (t := terminal_of(result)) is not None]
+        fresh = [p.sized for p in prepared if not p.existing and p.sized.skip is None]
+        if fresh and self._clock() < run.deadline:
+            journal.record_intents([intent_of(run.plan, order, self._clock) for order in fresh])
+        outcomes = list(pool.map(lambda p: self._run(run, p), prepared))
+        terminals = [t for outcome in outcomes for t in terminals_of(outcome.placed)]
         if terminals:
             journal.record_terminals(terminals)
-        return results
+        return [outcome.result for outcome in outcomes]
 
-    def _prepare(self, plan_id: str, item: RebalancePlanItem) -> PreparedOrder:
-        """Adopt the order that exists for this item's client_order_id, or size a new one.
+    def _run(self, run: _PlanRun, prepared: PreparedOrder) -> ItemOutcome:
+        order = prepared.sized
+        if order.skip is not None and not prepared.existing:
+            log.info(
+                "order_skipped", client_order_id=order.client_order_id, skip_reason=order.skip.value
+            )
+            return ItemOutcome(skipped_result(order), ())
+
+        def record_replacement(sized: SizedOrder, replacement_id: str, qty: Decimal) -> None:
+            attempt = SizedOrder(
+                sized.symbol, sized.side, replacement_id, sized.priority, qty, sized.expected_price
+            )
+            self._recording.journal.record_intents([intent_of(run.plan, attempt, self._clock)])
+
+        hooks = PlacementHooks(self._recording.checkpoint, self._kill_switch, record_replacement)
+        placer = OrderPlacer(self._broker, self._watch, self._config, self._clock, hooks)
+        return placer.run(order, prepared.existing, run.deadline)
+
+    def _prepare(self, run: _PlanRun, item: RebalancePlanItem) -> PreparedOrder:
+        """Adopt the orders that exist for this item's client_order_ids, or size a new one.
 
         Looking up first is what makes a resumed plan safe: after a crash, the position may
         already reflect a fill, and sizing again would trade twice or skip wrongly.
         """
-        order_id = client_order_id(plan_id, item.symbol, side_of(item))
-        existing = self._broker.get_order_by_client_id(order_id)
-        if existing is not None:
-            log.info("order_adopted", client_order_id=order_id, status=existing.status.value)
-            qty = existing.qty if existing.qty is not None else existing.filled_qty
-            sized = SizedOrder(item.symbol, side_of(item), order_id, item.priority, qty, None)
+        first_id = client_order_id(run.plan.plan_id, item.symbol, side_of(item))
+        existing = self._existing_orders(first_id)
+        if existing:
+            log.info("order_adopted", client_order_id=first_id, attempts=len(existing))
+            first = existing[0]
+            qty = first.qty if first.qty is not None else first.filled_qty
+            # Not priced again: today's price is not what the order was sized at.
+            sized = SizedOrder(item.symbol, side_of(item), first_id, item.priority, qty, None)
             return PreparedOrder(sized, existing)
-        return PreparedOrder(self._size(plan_id, item), None)
+        return PreparedOrder(self._size(run, item))
 
-    def _size(self, plan_id: str, item: RebalancePlanItem) -> SizedOrder:
+    def _existing_orders(self, first_id: str) -> tuple[BrokerOrder, ...]:
+        """The item's orders at the broker, attempt 1 upward until one is missing."""
+        found: list[BrokerOrder] = []
+        many = self._config.strategy is ExecutionStrategy.LIMIT_THEN_MARKET
+        limit = MAX_ATTEMPTS_LOOKED_UP if many else 1
+        while len(found) < limit:
+            order = self._broker.get_order_by_client_id(with_attempt(first_id, len(found) + 1))
+            if order is None:
+                break
+            found.append(order)
+        return tuple(found)
+
+    def _size(self, run: _PlanRun, item: RebalancePlanItem) -> SizedOrder:
         broker = self._broker
+        price = run.prices.get(item.symbol)
         try:
             asset = broker.get_asset(item.symbol)
-            price = broker.get_latest_price(item.symbol)
-            held = broker.get_position_qty(item.symbol)
+            held = (
+                broker.get_position_qty(item.symbol)
+                if item.action is TradeAction.SELL
+                else (Decimal(0))
+            )
         except UnknownAsset:
             price, held, fractionable = None, Decimal(0), False
         else:
             fractionable = asset.fractionable
         facts = MarketFacts(price=price, held_qty=held, fractionable=fractionable)
-        return size_order(plan_id, item, facts, self._config.min_order_notional)
+        sized = size_order(run.plan.plan_id, item, facts, self._config.min_order_notional)
+        quote = run.quotes.get(item.symbol)
+        if quote is not None and item.action is TradeAction.BUY:
+            return sized.costed_at(quote.ask)
+        return sized
 
-    def _run(self, prepared: PreparedOrder, deadline: datetime) -> OrderResult:
-        if prepared.existing is None:
-            return self._place_and_follow(prepared.sized, deadline)
-        try:
-            return result_of(prepared.sized, self._follow(prepared.existing, deadline))
-        except BrokerError as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            return failed_result(prepared.sized, "error", message)
+    def _fit_buying_power(
+        self, prepared: list[PreparedOrder], deadline: datetime
+    ) -> list[PreparedOrder]:
+        """Wait (bounded) for the buying power the new buys need; skip or scale what it
+        still does not cover. Adopted orders are kept as they are."""
+        fresh = [p.sized for p in prepared if not p.existing]
+        needed = buys_cost(fresh)
+        if needed <= 0:
+            return prepared
+        buying_power = self._wait_for_buying_power(needed, deadline)
+        if self._config.buying_power_shortfall is BuyingPowerShortfall.SCALE:
+            fitted = scale_buys(fresh, buying_power, self._config.min_order_notional)
+        else:
+            fitted = allocate_buying_power(fresh, buying_power)
+        by_id = {order.client_order_id: order for order in fitted}
+        return [
+            p if p.existing else PreparedOrder(by_id[p.sized.client_order_id]) for p in prepared
+        ]
 
-    def _place_and_follow(self, order: SizedOrder, deadline: datetime) -> OrderResult:
-        if order.skip is not None:
-            log.info(
-                "order_skipped", client_order_id=order.client_order_id, skip_reason=order.skip.value
-            )
-            return skipped_result(order)
-        if self._clock() >= deadline:
-            log.warning("order_not_sent_plan_deadline", client_order_id=order.client_order_id)
-            return failed_result(order, "not_sent", "the plan's deadline passed before sending")
-        try:
-            placed = self._place(order)
-            if placed is None:
-                return failed_result(order, "unknown", "order outcome unknown and not found")
-            return result_of(order, self._follow(placed, deadline))
-        except OrderRejected as exc:
-            log.warning("order_rejected", client_order_id=order.client_order_id, reason=str(exc))
-            return failed_result(order, "rejected", str(exc))
-        except BrokerError as exc:
-            log.warning("order_failed", client_order_id=order.client_order_id, error=str(exc))
-            return failed_result(order, "error", f"{type(exc).__name__}: {exc}")
-
-    def _place(self, order: SizedOrder) -> BrokerOrder | None:
-        """Submit once; an order that exists already is adopted, never sent again."""
-        request = OrderRequest(order.client_order_id, order.symbol, order.side, qty=order.qty)
-        self._recording.checkpoint(BEFORE_ORDER)
-        try:
-            placed = self._broker.submit_order(request)
-        except DuplicateClientOrderId:
-            log.info("order_adopted", client_order_id=order.client_order_id)
-            return self._broker.get_order_by_client_id(order.client_order_id)
-        self._recording.checkpoint(BETWEEN_ORDERS)
-        log.info(
-            "order_submitted",
-            client_order_id=order.client_order_id,
-            broker_order_id=placed.broker_order_id,
-            qty=str(order.qty),
-        )
-        return placed
-
-    def _follow(self, placed: BrokerOrder, deadline: datetime) -> BrokerOrder:
-        """Poll until terminal; past the order's (or the plan's) deadline, cancel and read the
-        final state."""
-        left_s = max(0.0, (deadline - self._clock()).total_seconds())
-        order = self._poll_until_terminal(placed, min(self._config.order_deadline_s, left_s))
-        if not order.is_terminal:
-            log.warning("order_deadline_cancel", client_order_id=order.client_order_id)
-            self._broker.cancel_order(order.broker_order_id)
-            order = self._broker.get_order(order.broker_order_id)
-            order = self._poll_until_terminal(order, self._config.cancel_grace_s)
-        log.info(
-            "order_terminal",
-            client_order_id=order.client_order_id,
-            status=order.status.value,
-            filled_qty=str(order.filled_qty),
-        )
-        return order
-
-    def _poll_until_terminal(self, order: BrokerOrder, limit_s: float) -> BrokerOrder:
+    def _wait_for_buying_power(self, needed: Decimal, deadline: datetime) -> Decimal:
         started = self._clock()
-        while not order.is_terminal and (self._clock() - started).total_seconds() < limit_s:
+        limit_s = min(self._config.buying_power_wait_s, (deadline - started).total_seconds())
+        buying_power = self._broker.get_account().buying_power
+        while buying_power < needed and (self._clock() - started).total_seconds() < limit_s:
             self._sleep(self._config.poll_interval_s)
-            order = self._broker.get_order(order.broker_order_id)
-        return order
-
-
-def _within(prepared: list[PreparedOrder], buying_power: Decimal) -> list[PreparedOrder]:
-    """New buys that do not fit the buying power are skipped; adopted orders are kept."""
-    fresh = [p.sized for p in prepared if p.existing is None]
-    allocated = {
-        order.client_order_id: order for order in allocate_buying_power(fresh, buying_power)
-    }
-    return [
-        p if p.existing is not None else PreparedOrder(allocated[p.sized.client_order_id], None)
-        for p in prepared
-    ]
+            buying_power = self._broker.get_account().buying_power
+        if buying_power < needed:
+            log.warning(
+                "buying_power_short",
+                needed=str(needed),
+                buying_power=str(buying_power),
+                shortfall=self._config.buying_power_shortfall.value,
+            )
+        return buying_power
 
 
 def _by_priority(

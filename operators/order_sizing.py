@@ -6,7 +6,7 @@ shares for assets that cannot be fractional, 9 decimals otherwise); a skip says 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_DOWN, Decimal
 
 from rebalance_stream.contracts.client_order_id import client_order_id
@@ -38,10 +38,25 @@ class SizedOrder:
     qty: Decimal
     expected_price: Decimal | None
     skip: SkipReason | None = None
+    # Facts about the order, not part of what it is: equality ignores them.
+    fractionable: bool = field(default=True, compare=False)
+    cost_price: Decimal | None = field(default=None, compare=False)
+    """The price buying power is reserved at: the ask when known, if above expected_price."""
 
     @property
     def notional(self) -> Decimal:
         return self.qty * self.expected_price if self.expected_price is not None else Decimal(0)
+
+    @property
+    def cost(self) -> Decimal:
+        """What the order needs of the buying power: qty at the cost price, else expected."""
+        price = self.cost_price or self.expected_price
+        return self.qty * price if price is not None else Decimal(0)
+
+    def costed_at(self, price: Decimal) -> SizedOrder:
+        """This order with buying power reserved at ``price`` when above its expected price."""
+        expected = self.expected_price or Decimal(0)
+        return replace(self, cost_price=max(price, expected))
 
 
 def round_qty_down(qty: Decimal, fractionable: bool) -> Decimal:
@@ -91,12 +106,19 @@ def size_order(
     order_id = client_order_id(plan_id, item.symbol, side)
 
     def sized(qty: Decimal, skip: SkipReason | None) -> SizedOrder:
-        return SizedOrder(item.symbol, side, order_id, item.priority, qty, facts.price, skip)
+        return SizedOrder(
+            item.symbol, side, order_id, item.priority, qty, facts.price, skip, facts.fractionable
+        )
 
     if facts.price is None or facts.price <= 0:
         return sized(Decimal(0), SkipReason.NO_QUOTE)
     qty = _target_qty(item, facts, facts.price)
     return sized(qty, _skip_reason(item, facts, qty, min_notional))
+
+
+def buys_cost(buys: list[SizedOrder]) -> Decimal:
+    """The buying power that the buys not skipped need."""
+    return sum((order.cost for order in buys if order.skip is None), Decimal(0))
 
 
 def allocate_buying_power(buys: list[SizedOrder], buying_power: Decimal) -> list[SizedOrder]:
@@ -105,9 +127,30 @@ def allocate_buying_power(buys: list[SizedOrder], buying_power: Decimal) -> list
     allocated = []
     for order in buys:
         if order.skip is None:
-            if order.notional > remaining:
+            if order.cost > remaining:
                 order = replace(order, skip=SkipReason.INSUFFICIENT_BUYING_POWER)
             else:
-                remaining -= order.notional
+                remaining -= order.cost
         allocated.append(order)
     return allocated
+
+
+def scale_buys(
+    buys: list[SizedOrder], buying_power: Decimal, min_notional: Decimal
+) -> list[SizedOrder]:
+    """Scale every buy by one factor so that together they fit the buying power; each qty is
+    rounded down to its asset's step. A buy that scales below the minimum notional (or to 0)
+    is skipped as INSUFFICIENT_BUYING_POWER. Buys that fit already are returned unchanged."""
+    needed = buys_cost(buys)
+    if needed <= buying_power:
+        return buys
+    factor = max(buying_power, Decimal(0)) / needed
+    scaled = []
+    for order in buys:
+        if order.skip is None:
+            qty = round_qty_down(order.qty * factor, order.fractionable)
+            order = replace(order, qty=qty)
+            if qty <= 0 or order.notional < min_notional:
+                order = replace(order, skip=SkipReason.INSUFFICIENT_BUYING_POWER)
+        scaled.append(order)
+    return scaled

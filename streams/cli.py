@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -12,6 +12,7 @@ import typer
 from reactivex.scheduler import ThreadPoolScheduler
 from rich.console import Console
 
+from rebalance_stream.brokers.order_watch import OrderWatch
 from rebalance_stream.brokers.paper import PaperBroker
 from rebalance_stream.brokers.paper_account import PaperAccount
 from rebalance_stream.brokers.protocol import Broker
@@ -49,6 +50,19 @@ def open_broker(settings: Settings) -> AbstractContextManager[Broker]:
 
         return AlpacaBroker(AlpacaConfig())
     return PaperBroker(paper_account_of(settings, None), state_path=settings.paper_state)
+
+
+def open_order_watch(
+    settings: Settings, broker: Broker
+) -> AbstractContextManager[OrderWatch | None]:
+    """Alpaca's trade-updates stream when REBALANCE_STREAM_ALPACA_TRADE_UPDATES is on (the
+    default); otherwise None, and orders are polled over REST."""
+    if settings.broker != "alpaca" or not settings.alpaca_trade_updates:
+        return nullcontext(None)
+    from rebalance_stream.brokers.alpaca import AlpacaConfig
+    from rebalance_stream.brokers.alpaca_trade_updates import AlpacaTradeUpdates
+
+    return AlpacaTradeUpdates(AlpacaConfig(), broker)
 
 
 def paper_account_of(settings: Settings, override: Path | None) -> PaperAccount:
@@ -136,10 +150,10 @@ def run() -> None:
     """Consume RebalancePlanned from Kafka until SIGINT or SIGTERM (configured as SPEC 4 says)."""
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
-    hooks = JobHooks(checkpoint=crash_hook(settings.test_crash_at))
     ledger = open_ledger(settings)
     try:
-        with open_broker(settings) as broker:
+        with open_broker(settings) as broker, open_order_watch(settings, broker) as watch:
+            hooks = JobHooks(checkpoint=crash_hook(settings.test_crash_at), order_watch=watch)
             job = PlanConsumerJob(settings, broker, ledger, hooks)
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda _signum, _frame: job.stop())

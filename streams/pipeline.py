@@ -12,12 +12,14 @@ from typing import Any
 import reactivex
 from reactivex.abc import SchedulerBase
 
+from rebalance_stream.brokers.order_watch import OrderWatch
 from rebalance_stream.brokers.protocol import Broker
 from rebalance_stream.ledger.protocol import Ledger
 from rebalance_stream.operators.classify import classify_outcome
 from rebalance_stream.operators.decode import DEFAULT_MAX_INPUT_BYTES, decode
 from rebalance_stream.operators.dedupe import dedupe
 from rebalance_stream.operators.execute import execute_orders
+from rebalance_stream.operators.execution_config import PriceSanity
 from rebalance_stream.operators.flow import (
     Clock,
     Disposition,
@@ -79,6 +81,15 @@ class PipelineConfig:
                 order_deadline_s=settings.order_deadline_s,
                 plan_deadline_s=settings.plan_deadline_s,
                 poll_interval_s=settings.order_poll_interval_s,
+                strategy=settings.execution_strategy,
+                max_repegs=settings.max_repegs,
+                repeg_after_s=settings.repeg_after_s,
+                buying_power_wait_s=settings.buying_power_wait_s,
+                buying_power_shortfall=settings.buying_power_shortfall,
+                price_sanity=PriceSanity(
+                    max_spread_bps=settings.max_spread_bps,
+                    max_price_deviation_bps=settings.max_price_deviation_bps,
+                ),
             ),
             treat_partial_execution_as_failure=settings.treat_partial_execution_as_failure,
             outcome_batch_s=settings.outcome_batch_ms / 1000,
@@ -91,6 +102,7 @@ class PipelineDependencies:
 
     ``checkpoint`` is called at the named points of order execution; only crash tests set it.
     ``held_back`` says a plan from that position must not start now (a stop, a revocation).
+    ``order_watch`` follows placed orders; None polls the broker over REST.
     """
 
     broker: Broker
@@ -101,6 +113,7 @@ class PipelineDependencies:
     scheduler: SchedulerBase | None = None
     checkpoint: Callable[[str], None] = no_checkpoint
     held_back: Callable[[SourcePosition], bool] = lambda _position: False
+    order_watch: OrderWatch | None = None
 
 
 def process_rebalance_plans(
@@ -119,7 +132,15 @@ def process_rebalance_plans(
         hold_back_unstarted(deps.held_back),
         gate_on_market_clock(deps.broker, config.market_clock_failure, clock),
         check_risk(config.risk_limits, deps.kill_switch, clock, ledger),
-        execute_orders(deps.broker, config.execution, clock, deps.sleep, recording),
+        execute_orders(
+            deps.broker,
+            config.execution,
+            clock,
+            deps.sleep,
+            recording,
+            watch=deps.order_watch,
+            kill_switch=deps.kill_switch,
+        ),
     )
     admit: Op[InputRecord, Envelope[Any]] = reactivex.compose(
         decode(config.max_input_bytes),

@@ -18,6 +18,7 @@ import structlog
 from reactivex import operators as ops
 from reactivex.scheduler import ThreadPoolScheduler
 
+from rebalance_stream.brokers.order_watch import OrderWatch
 from rebalance_stream.brokers.protocol import Broker
 from rebalance_stream.ledger.memory import InMemoryLedger
 from rebalance_stream.ledger.protocol import Ledger, PartitionedLedger
@@ -100,11 +101,13 @@ class JobHooks:
     """Optional observers, for the demo and tests.
 
     ``on_disposition`` sees each disposition as it is handed to the producer; ``checkpoint`` is
-    called at named points (order execution, ``before_publish``, ``before_commit``).
+    called at named points (order execution, ``before_publish``, ``before_commit``);
+    ``order_watch`` follows placed orders (None: REST polling).
     """
 
     on_disposition: Callable[[Disposition], None] | None = None
     checkpoint: Callable[[str], None] = no_checkpoint
+    order_watch: OrderWatch | None = None
 
 
 class PlanConsumerJob:
@@ -174,6 +177,7 @@ class PlanConsumerJob:
             scheduler=ThreadPoolScheduler(ACCOUNT_LANES),
             checkpoint=self._hooks.checkpoint,
             held_back=self.source.is_held_back,
+            order_watch=self._hooks.order_watch,
         )
         pipeline = process_rebalance_plans(PipelineConfig.from_settings(settings), deps)
         log.info(

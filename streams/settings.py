@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rebalance_stream.operators.decode import DEFAULT_MAX_INPUT_BYTES
+from rebalance_stream.operators.execution_config import BuyingPowerShortfall, ExecutionStrategy
 from rebalance_stream.operators.market_gate import MarketClockFailure
 from rebalance_stream.operators.risk import KillSwitch
 from rebalance_stream.sinks.routing import (
@@ -100,6 +101,23 @@ class Settings(BaseSettings):
     order_deadline_s: Annotated[float, Field(gt=0)] = 30.0
     plan_deadline_s: Annotated[float, Field(gt=0)] = 300.0
     order_poll_interval_s: Annotated[float, Field(gt=0)] = 0.1
+    execution_strategy: ExecutionStrategy = ExecutionStrategy.MARKET
+    """``market``, or ``limit_then_market``: a limit inside the spread, re-pegged toward the
+    far side at most ``max_repegs`` times, ``repeg_after_s`` apart, then a market order."""
+    max_repegs: Annotated[int, Field(ge=0, le=10)] = 2
+    repeg_after_s: Annotated[float, Field(gt=0)] = 2.0
+    buying_power_wait_s: Annotated[float, Field(ge=0)] = 5.0
+    """How long the buys wait for the sells' proceeds to show in buying power."""
+    buying_power_shortfall: BuyingPowerShortfall = BuyingPowerShortfall.SKIP
+    """Buys the buying power does not cover: ``skip`` them (lowest priority first) or
+    ``scale`` all of them down by one factor."""
+    max_spread_bps: Annotated[Decimal, Field(gt=0)] | None = Decimal(200)
+    """Price sanity: a traded symbol's quote spread, in bps of its mid, at most this."""
+    max_price_deviation_bps: Annotated[Decimal, Field(gt=0)] | None = Decimal(500)
+    """Price sanity: the sizing price (latest trade) within this many bps of the quote mid."""
+    alpaca_trade_updates: bool = True
+    """Alpaca: follow orders over the trade-updates websocket (REST catch-up after each
+    reconnect, polling as the fallback); false polls over REST only."""
 
     health_host: str = "127.0.0.1"
     """Where /metrics, /healthz and /readyz listen; 0.0.0.0 in containers."""

@@ -11,6 +11,11 @@ serves ``/_fake/*`` so that another process can script the venue:
     POST   /_fake/quotes   <- {"symbol": "SPY", "bid": "499.99", "ask": "500.01"}
     POST   /_fake/fills    <- {"symbol": "SPY", "fill": "immediate" | {"partial": "0.5"} | ...}
     POST   /_fake/market   <- {"is_open": false}
+    GET    /_fake/stream   -> the trading websocket's counters (StreamCounters)
+    POST   /_fake/stream/drop             -> cut every websocket connection: {"dropped": n}
+    POST   /_fake/stream/outage           <- {"on": true | false}
+    POST   /_fake/stream/duplicate_fills  <- {"count": n}: send the next n (default 1) fill events
+                                             twice
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from decimal import Decimal, InvalidOperation
 from rebalance_stream.brokers.fake_alpaca.engine import Engine
 from rebalance_stream.brokers.fake_alpaca.faults import Fault, FaultPlan
 from rebalance_stream.brokers.fake_alpaca.model import ApiError, Order
+from rebalance_stream.brokers.fake_alpaca.trade_stream import TradeStreamServer
 from rebalance_stream.brokers.fake_alpaca.wire import (
     account_json,
     asset_json,
@@ -268,11 +274,16 @@ class AdminApi:
     """The ``/_fake`` scripting endpoints; ``stats`` gives what GET /_fake/stats answers."""
 
     def __init__(
-        self, engine: Engine, faults: FaultPlan, stats: Callable[[], dict[str, object]]
+        self,
+        engine: Engine,
+        faults: FaultPlan,
+        stats: Callable[[], dict[str, object]],
+        stream: TradeStreamServer,
     ) -> None:
         self._engine = engine
         self._faults = faults
         self._stats = stats
+        self._stream = stream
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         return [
@@ -283,6 +294,14 @@ class AdminApi:
             ("POST", "/_fake/quotes", self.set_quote),
             ("POST", "/_fake/fills", self.set_fill),
             ("POST", "/_fake/market", self.set_market),
+            (
+                "GET",
+                "/_fake/stream",
+                lambda r, a: json_reply(200, self._stream.counters().to_json()),
+            ),
+            ("POST", "/_fake/stream/drop", self.drop_stream),
+            ("POST", "/_fake/stream/outage", self.stream_outage),
+            ("POST", "/_fake/stream/duplicate_fills", self.duplicate_fills),
         ]
 
     def _armed(self) -> Reply:
@@ -335,3 +354,30 @@ class AdminApi:
             return json_reply(400, {"code": 40010000, "message": "expected {is_open: bool}"})
         self._engine.set_market_open(document["is_open"])
         return json_reply(200, {"is_open": document["is_open"]})
+
+    def drop_stream(self, request: Request, args: Mapping[str, str]) -> Reply:
+        return json_reply(200, {"dropped": self._stream.drop_connections()})
+
+    def stream_outage(self, request: Request, args: Mapping[str, str]) -> Reply:
+        on = _field(request, "on")
+        if not isinstance(on, bool):
+            return json_reply(400, {"code": 40010000, "message": "expected {on: bool}"})
+        self._stream.set_outage(on)
+        return json_reply(200, {"on": on})
+
+    def duplicate_fills(self, request: Request, args: Mapping[str, str]) -> Reply:
+        count = _field(request, "count")
+        count = 1 if count is None else count
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            return json_reply(400, {"code": 40010000, "message": "expected {count: int >= 0}"})
+        self._stream.duplicate_next_fills(count)
+        return json_reply(200, {"count": count})
+
+
+def _field(request: Request, name: str) -> object:
+    """A field of the JSON object body; None when absent or the body is not a JSON object."""
+    try:
+        document = _json_body(request)
+    except ValueError:
+        return None
+    return document.get(name) if isinstance(document, dict) else None

@@ -12,17 +12,31 @@ fill behaviour, like the paper account's fill models:
 Refusals are ``ApiError`` values with Alpaca's status, code and message. Every timestamp is
 strictly later than the one before (a tie moves by 1 microsecond), so paging by after/until
 never skips an order. Thread-safe: one lock serializes every call.
+
+Every order state change is an ``OrderEvent`` named as Alpaca's trade_updates stream names it:
+``new`` (``accepted`` while the market is closed), ``fill``, ``partial_fill`` then ``canceled``
+for a Partial fill, ``canceled``, ``rejected``; nothing expires here. Listeners
+(``add_listener``) get them in order, never under the engine's lock (see ``events``). Orders
+fill when the engine is called; ``settle()`` fills what became due.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 
+from rebalance_stream.brokers.fake_alpaca.events import (
+    EventFeed,
+    EventName,
+    Execution,
+    OrderEvent,
+    OrderListener,
+)
 from rebalance_stream.brokers.fake_alpaca.model import (
     AccountValues,
     ApiError,
@@ -38,15 +52,23 @@ from rebalance_stream.brokers.fake_alpaca.model import (
     VenueAccount,
     asset_id_for,
 )
-from rebalance_stream.contracts.wire import strip_trailing_zeros
+from rebalance_stream.brokers.fake_alpaca.rules import (
+    QTY_QUANTUM,
+    WHOLE_SHARE,
+    check_asset,
+    check_buying_power,
+    check_fractional,
+    check_sell_qty,
+    check_sync_reject,
+    check_unique,
+    check_wash,
+    matches,
+    order_qty,
+    round_down,
+)
 
-_QTY_QUANTUM = Decimal("1E-9")  # Alpaca takes at most 9 decimal places
-_WHOLE_SHARE = Decimal(1)
 _TICK = timedelta(microseconds=1)
-
-
-def _round_down(qty: Decimal, quantum: Decimal) -> Decimal:
-    return strip_trailing_zeros(qty.quantize(quantum, rounding=ROUND_DOWN))
+_FINAL_EVENTS: dict[str, EventName] = {"filled": "fill", "canceled": "canceled"}
 
 
 class Engine:
@@ -71,14 +93,30 @@ class Engine:
                 self._qty[symbol.upper()] = qty
                 self._cost[symbol.upper()] = qty * quote.mid
         self._orders: dict[str, Order] = {}
+        self._open_ids: dict[str, None] = {}  # the open orders' ids, in submission order
         self._by_client_id: dict[str, str] = {}
         self._last = datetime.min.replace(tzinfo=UTC)
+        self._feed = EventFeed()
+
+    # -- events ------------------------------------------------------------------------------
+
+    def add_listener(self, listener: OrderListener) -> None:
+        """Call ``listener`` with every later order event, in order (see ``events``)."""
+        self._feed.add_listener(listener)
+
+    def remove_listener(self, listener: OrderListener) -> None:
+        self._feed.remove_listener(listener)
+
+    def settle(self) -> None:
+        """Fill every open order that became due or marketable, as any query would."""
+        with self._locked():
+            self._settle()
 
     # -- scripting ---------------------------------------------------------------------------
 
     def set_quote(self, symbol: str, bid: Decimal, ask: Decimal) -> None:
         """Set a symbol's quote (a new symbol becomes tradable) and fill what became due."""
-        with self._lock:
+        with self._locked():
             self._quotes[symbol.upper()] = Quote(bid, ask)
             self._settle()
 
@@ -87,7 +125,7 @@ class Engine:
             self._fills[symbol.upper()] = behaviour
 
     def set_market_open(self, is_open: bool) -> None:
-        with self._lock:
+        with self._locked():
             self._market_open = is_open
             self._settle()
 
@@ -114,38 +152,38 @@ class Engine:
             return None
 
     def account(self) -> AccountValues:
-        with self._lock:
+        with self._locked():
             self._settle()
             value = sum((q * self._quotes[s].mid for s, q in self._qty.items()), Decimal(0))
             return AccountValues(self._cash, self._buying_power(), value)
 
     def holdings(self) -> list[Holding]:
         """Every long position, by symbol."""
-        with self._lock:
+        with self._locked():
             self._settle()
             return [self._holding(symbol) for symbol in sorted(self._qty)]
 
     def holding(self, symbol: str) -> Holding | None:
-        with self._lock:
+        with self._locked():
             self._settle()
             return self._holding(symbol.upper()) if symbol.upper() in self._qty else None
 
     def order(self, order_id: str) -> Order | None:
-        with self._lock:
+        with self._locked():
             self._settle()
             return self._orders.get(order_id)
 
     def order_by_client_id(self, client_order_id: str) -> Order | None:
-        with self._lock:
+        with self._locked():
             self._settle()
             order_id = self._by_client_id.get(client_order_id)
             return None if order_id is None else self._orders[order_id]
 
     def orders(self, query: OrderQuery) -> list[Order]:
         """Orders matching ``query``, sorted by submitted_at in its direction, at most limit."""
-        with self._lock:
+        with self._locked():
             self._settle()
-            found = [o for o in self._orders.values() if _matches(o, query)]
+            found = [o for o in self._orders.values() if matches(o, query)]
         found.sort(key=lambda o: o.submitted_at, reverse=query.direction == "desc")
         return found[: query.limit]
 
@@ -154,13 +192,11 @@ class Engine:
     def submit(self, ticket: OrderTicket) -> Order | ApiError:
         """Accept and execute an order, or refuse it with nothing recorded."""
         ticket = replace(ticket, symbol=ticket.symbol.upper())
-        with self._lock:
+        with self._locked():
             self._settle()
-            checks = (self._check_unique, self._check_asset, self._check_fractional)
-            for check in (*checks, self._check_sync_reject, self._check_wash, self._check_funds):
-                refusal = check(ticket)
-                if refusal is not None:
-                    return refusal
+            refusal = self._refusal(ticket)
+            if refusal is not None:
+                return refusal
             now = self._now()
             symbol = ticket.symbol
             order = Order(
@@ -187,15 +223,19 @@ class Engine:
                 order = replace(
                     order, status="rejected", failed_at=now, reject_reason=behaviour.reason
                 )
+                self._record("rejected", order, now)
             else:
+                self._record("new" if self._market_open else "accepted", order, now)
                 order = self._execute(order, now)
             self._orders[order.id] = order
             self._by_client_id[order.client_order_id] = order.id
+            if order.is_open:
+                self._open_ids[order.id] = None
             return order
 
     def cancel(self, order_id: str) -> Order | ApiError:
         """Cancel an open order, keeping what filled; a closed order answers 422."""
-        with self._lock:
+        with self._locked():
             self._settle()
             order = self._orders.get(order_id)
             if order is None:
@@ -205,69 +245,30 @@ class Engine:
             now = self._now()
             canceled = replace(order, status="canceled", canceled_at=now, updated_at=now)
             self._orders[order_id] = canceled
+            self._open_ids.pop(order_id, None)
+            self._record("canceled", canceled, now)
             return canceled
 
     # -- checks on a ticket with an upper-case symbol: an ApiError refuses it ----------------
 
-    def _check_unique(self, ticket: OrderTicket) -> ApiError | None:
-        if ticket.client_order_id in self._by_client_id:
-            return ApiError(422, 40010001, "client_order_id must be unique")
-        return None
-
-    def _check_asset(self, ticket: OrderTicket) -> ApiError | None:
-        if ticket.symbol not in self._quotes:
-            return ApiError(422, 42210000, f'asset "{ticket.symbol}" not found')
-        return None
-
-    def _check_fractional(self, ticket: OrderTicket) -> ApiError | None:
-        whole = ticket.qty is not None and ticket.qty == ticket.qty.to_integral_value()
-        if not whole and not self.is_fractionable(ticket.symbol):
-            return ApiError(422, 42210000, "requested asset is not fractionable")
-        if not whole and ticket.time_in_force != "day":
-            return ApiError(422, 42210000, "fractional orders must be DAY orders")
-        return None
-
-    def _check_sync_reject(self, ticket: OrderTicket) -> ApiError | None:
-        behaviour = self._fill_of(ticket.symbol)
-        if isinstance(behaviour, Reject) and behaviour.sync:
-            return ApiError(403, 40310000, behaviour.reason)
-        return None
-
-    def _check_wash(self, ticket: OrderTicket) -> ApiError | None:
-        """An open opposite order on the symbol that a market order or a crossing limit hits."""
-        for other in self._orders.values():
-            if not other.is_open or other.symbol != ticket.symbol or other.side == ticket.side:
-                continue
-            if "market" in (other.type, ticket.type) or _crosses(ticket, other):
-                return ApiError(403, 40310000, "potential wash trade detected. use complex orders")
-        return None
+    def _refusal(self, ticket: OrderTicket) -> ApiError | None:
+        """The first check that refuses the ticket, in Alpaca's order, else None."""
+        symbol = ticket.symbol
+        refusal = check_unique(ticket, self._by_client_id) or check_asset(ticket, self._quotes)
+        return (
+            refusal
+            or check_fractional(ticket, self.is_fractionable(symbol))
+            or check_sync_reject(self._fill_of(symbol))
+            or check_wash(ticket, self._orders.values())
+            or self._check_funds(ticket)
+        )
 
     def _check_funds(self, ticket: OrderTicket) -> ApiError | None:
         quote = self._quotes[ticket.symbol]
         if ticket.side == "buy":
-            price = ticket.limit_price or quote.ask
-            cost = ticket.notional or (ticket.qty or Decimal(0)) * price
-            power = self._buying_power()
-            if cost <= power:
-                return None
-            extra = {"buying_power": _text(power), "cost_basis": _text(cost)}
-            return ApiError(403, 40310000, "insufficient buying power", extra)
-        symbol = ticket.symbol
-        notional = ticket.notional or Decimal(0)
-        wanted = ticket.qty or _round_down(notional / quote.bid, _QTY_QUANTUM)
-        existing = self._qty.get(symbol, Decimal(0))
-        held = self._open_sell_qty(symbol)
-        available = existing - held
-        if wanted <= available:
-            return None
-        message = "insufficient qty available for order (requested: {}, available: {})"
-        extra = {
-            "available": _text(available),
-            "existing_qty": _text(existing),
-            "held_for_orders": _text(held),
-            "symbol": symbol,
-        }
-        return ApiError(403, 40310000, message.format(_text(wanted), _text(available)), extra)
+            return check_buying_power(ticket, quote, self._buying_power())
+        existing = self._qty.get(ticket.symbol, Decimal(0))
+        return check_sell_qty(ticket, quote, existing, self._open_sell_qty(ticket.symbol))
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -305,7 +306,7 @@ class Engine:
         bid = self._quotes[symbol].bid
         return sum(
             (
-                _order_qty(o, bid) - o.filled_qty
+                order_qty(o, bid) - o.filled_qty
                 for o in self._orders.values()
                 if o.is_open and o.side == "sell" and o.symbol == symbol
             ),
@@ -314,9 +315,11 @@ class Engine:
 
     def _settle(self) -> None:
         """Execute every open order that became due or marketable."""
-        for order in list(self._orders.values()):
-            if order.is_open:
-                self._orders[order.id] = self._execute(order, self._wall())
+        for order_id in list(self._open_ids):
+            order = self._execute(self._orders[order_id], self._wall())
+            self._orders[order_id] = order
+            if not order.is_open:
+                del self._open_ids[order_id]
 
     def _execute(self, order: Order, now: datetime) -> Order:
         """``order`` after its fill behaviour had its chance at ``now``."""
@@ -338,59 +341,54 @@ class Engine:
 
     def _fill(self, order: Order, fraction: Decimal, price: Decimal) -> Order:
         """Fill ``fraction`` of the order at ``price``; a remainder is canceled (IOC)."""
-        qty = _order_qty(order, price)
-        quantum = _QTY_QUANTUM if self.is_fractionable(order.symbol) else _WHOLE_SHARE
-        part = _round_down(qty * fraction, quantum)
+        qty = order_qty(order, price)
+        quantum = QTY_QUANTUM if self.is_fractionable(order.symbol) else WHOLE_SHARE
+        part = round_down(qty * fraction, quantum)
         stamp = self._now()
         if part == qty:
             done = replace(order, status="filled", updated_at=stamp)
         else:
             done = replace(order, status="canceled", canceled_at=stamp, updated_at=stamp)
         if part == 0:
+            self._record(_FINAL_EVENTS[done.status], done, stamp)
             return done
+        self._book(order, part, price)
+        done = replace(done, filled_qty=part, filled_avg_price=price, filled_at=stamp)
+        position = self._qty.get(order.symbol, Decimal(0))
+        execution = Execution(str(uuid.uuid4()), price, part, position)
+        if part == qty:
+            self._record("fill", done, stamp, execution)
+        else:
+            partial = replace(done, status="partially_filled", canceled_at=None)
+            self._record("partial_fill", partial, stamp, execution)
+            self._record("canceled", done, stamp)
+        return done
+
+    def _book(self, order: Order, part: Decimal, price: Decimal) -> None:
+        """Move cash and the position for ``part`` of the order executed at ``price``."""
         held = self._qty.get(order.symbol, Decimal(0))
         if order.side == "buy":
             self._cash -= part * price
             self._cost[order.symbol] = self._cost.get(order.symbol, Decimal(0)) + part * price
             self._qty[order.symbol] = held + part
-        else:
-            self._cash += part * price
-            cost = self._cost[order.symbol]
-            self._cost[order.symbol] = _round_down(cost - cost * part / held, _QTY_QUANTUM)
-            self._qty[order.symbol] = held - part
-            if self._qty[order.symbol] == 0:
-                del self._qty[order.symbol], self._cost[order.symbol]
-        return replace(done, filled_qty=part, filled_avg_price=price, filled_at=stamp)
+            return
+        self._cash += part * price
+        cost = self._cost[order.symbol]
+        self._cost[order.symbol] = round_down(cost - cost * part / held, QTY_QUANTUM)
+        self._qty[order.symbol] = held - part
+        if self._qty[order.symbol] == 0:
+            del self._qty[order.symbol], self._cost[order.symbol]
 
+    def _record(
+        self, event: EventName, order: Order, at: datetime, execution: Execution | None = None
+    ) -> None:
+        self._feed.record(OrderEvent(event, order, at, execution))
 
-def _order_qty(order: Order, price: Decimal) -> Decimal:
-    """The order's quantity; a notional order's is notional/price, rounded down to 9 dp."""
-    if order.qty is not None:
-        return order.qty
-    return _round_down((order.notional or Decimal(0)) / price, _QTY_QUANTUM)
-
-
-def _crosses(ticket: OrderTicket, other: Order) -> bool:
-    """Whether two opposite limit orders could fill against each other."""
-    if ticket.limit_price is None or other.limit_price is None:
-        return True
-    buy, sell = (ticket.limit_price, other.limit_price)
-    if ticket.side == "sell":
-        buy, sell = sell, buy
-    return buy >= sell
-
-
-def _matches(order: Order, query: OrderQuery) -> bool:
-    if query.status != "all" and order.is_open != (query.status == "open"):
-        return False
-    if query.after is not None and order.submitted_at <= query.after:
-        return False
-    if query.until is not None and order.submitted_at >= query.until:
-        return False
-    if query.symbols and order.symbol not in query.symbols:
-        return False
-    return query.side is None or order.side == query.side
-
-
-def _text(value: Decimal) -> str:
-    return format(strip_trailing_zeros(value), "f")
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the lock; once it is released, deliver the events recorded meanwhile."""
+        try:
+            with self._lock:
+                yield
+        finally:
+            self._feed.deliver()

@@ -1,11 +1,15 @@
-"""The fake Alpaca HTTP server that alpaca-py's real clients talk to, on one port.
+"""The fake Alpaca server that alpaca-py's real clients talk to: HTTP on one port, the trading
+websocket on another.
 
 Give ``base_url`` to ``TradingClient`` and ``StockHistoricalDataClient`` as ``url_override``;
 both append ``/v2/...`` (see ``api.py`` for the endpoints and ``/_fake`` scripting). A ``/v2``
 request passes, in order: the request counter, auth (``APCA-API-KEY-ID`` and
 ``APCA-API-SECRET-KEY`` must match, else 401), the order body recorder, the per-key minute
 rate limit (429 past it), the armed faults, then its route. Every ``/v2`` answer carries
-``X-Ratelimit-Limit``, ``-Remaining`` and ``-Reset``. The secret is never logged.
+``X-Ratelimit-Limit``, ``-Remaining`` and ``-Reset``. Give ``stream_url`` to ``TradingStream``
+as ``url_override`` for the order events (``trade_stream.py``); while the server runs, a
+ticker settles the engine every 10 ms so that delayed orders fill with no request. The secret
+is never logged.
 """
 
 from __future__ import annotations
@@ -14,23 +18,17 @@ import argparse
 import hmac
 import os
 import signal
-import socket
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import structlog
-from pydantic import BaseModel
 
 from rebalance_stream.brokers.fake_alpaca.api import (
     AdminApi,
@@ -41,6 +39,7 @@ from rebalance_stream.brokers.fake_alpaca.api import (
     TradingApi,
     json_reply,
 )
+from rebalance_stream.brokers.fake_alpaca.config import FakeAlpacaConfig
 from rebalance_stream.brokers.fake_alpaca.engine import Engine
 from rebalance_stream.brokers.fake_alpaca.faults import (
     AFTER_PROCESSING,
@@ -50,9 +49,16 @@ from rebalance_stream.brokers.fake_alpaca.faults import (
     RateLimiter,
     RateState,
 )
-from rebalance_stream.brokers.fake_alpaca.model import FillBehaviour, Quote, VenueAccount
-from rebalance_stream.brokers.fake_alpaca.wire import parse_behaviour
-from rebalance_stream.brokers.paper_account import DEFAULT_FILL_KEY, PaperAccount
+from rebalance_stream.brokers.fake_alpaca.http_server import HttpServer, RequestHandler
+from rebalance_stream.brokers.fake_alpaca.model import FillBehaviour
+from rebalance_stream.brokers.fake_alpaca.trade_stream import (
+    StreamCondition,
+    StreamCounters,
+    TradeStreamServer,
+)
+from rebalance_stream.brokers.paper_account import PaperAccount
+
+__all__ = ["FakeAlpacaConfig", "FakeAlpacaServer", "main", "serve"]
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +68,7 @@ DEFAULT_PORT = 8765
 ORDERS_TEMPLATE = "/v2/orders"
 _MS_PER_S = 1000
 _POLL_INTERVAL_S = 0.02  # how soon stop() returns; http.server's default is 0.5 s
+_SETTLE_INTERVAL_S = 0.01
 _UNAUTHORIZED = {"code": 40110000, "message": "request is not authorized"}
 _RATE_LIMITED = {"code": 42910000, "message": "rate limit exceeded"}
 _SERVER_ERROR = {"code": 50010000, "message": "internal server error occurred"}
@@ -76,45 +83,11 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class FakeAlpacaConfig:
-    """The venue's account, the key pair it accepts, its rate limit and base latency."""
-
-    account: VenueAccount = field(default_factory=VenueAccount)
-    api_key_id: str = "fake-key-id"
-    secret_key: str = field(default="fake-secret-key", repr=False)
-    rate_limit_per_min: int = 200
-    latency_ms: int = 0
-    clock: Callable[[], datetime] | None = field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def from_paper_account(cls, paper: PaperAccount, **changes: Any) -> FakeAlpacaConfig:
-        """A config over a paper account file: each price is both bid and ask."""
-        fills: dict[str, FillBehaviour] = {
-            symbol: parse_behaviour(_json_of(model))
-            for symbol, model in paper.fill.items()
-            if symbol != DEFAULT_FILL_KEY
-        }
-        account = VenueAccount(
-            cash=paper.cash,
-            positions=dict(paper.positions),
-            quotes={symbol: Quote(price, price) for symbol, price in paper.prices.items()},
-            fractionable=paper.fractionable,
-            market_open=paper.market == "open",
-            fills=fills,
-            default_fill=parse_behaviour(_json_of(paper.fill.get(DEFAULT_FILL_KEY, "immediate"))),
-        )
-        return cls(account=account, latency_ms=paper.latency_ms, **changes)
-
-
-def _json_of(model: object) -> object:
-    return model.model_dump(mode="json") if isinstance(model, BaseModel) else model
-
-
 class FakeAlpacaServer:
     """A fake Alpaca venue on ``host:port`` (port 0 picks a free one), run on its own threads.
 
-    The constructor stores configuration; ``start()`` binds and serves (or use ``with``).
+    The constructor stores configuration; ``start()`` binds and serves (or use ``with``). The
+    trading websocket listens on ``host`` at a free port.
     """
 
     def __init__(
@@ -129,21 +102,24 @@ class FakeAlpacaServer:
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str, str]] = Counter()
         self._order_posts: list[tuple[str, int]] = []
-        trading = TradingApi(self.engine)
-        self._router = Router(
-            trading.routes() + AdminApi(self.engine, self.faults, self.stats).routes()
-        )
-        self._httpd: _HttpServer | None = None
+        self.stream = TradeStreamServer(self.config.api_key_id, self.config.secret_key)
+        self.engine.add_listener(self.stream.publish)
+        admin = AdminApi(self.engine, self.faults, self.stats, self.stream)
+        self._router = Router(TradingApi(self.engine).routes() + admin.routes())
+        self._httpd: HttpServer | None = None
         self._thread: threading.Thread | None = None
+        self._ticking = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Bind and serve on a daemon thread; idempotent."""
+        """Serve HTTP and the trading websocket, and start the settle ticker, on daemon threads;
+        idempotent."""
         if self._httpd is not None:
             return
-        self._httpd = _HttpServer(self._address, _Handler)
-        self._httpd.app = self
+        self._httpd = HttpServer(self._address, RequestHandler)
+        self._httpd.app = self.handle
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": _POLL_INTERVAL_S},
@@ -151,12 +127,30 @@ class FakeAlpacaServer:
             daemon=True,
         )
         self._thread.start()
-        log.info("fake_alpaca_started", base_url=self.base_url, api_key_id=self.config.api_key_id)
+        self.stream.start(self._address[0])
+        self._ticking = threading.Event()
+        self._ticker = threading.Thread(
+            target=_settle_every,
+            args=(self.engine, self._ticking),
+            name="fake-alpaca-settle",
+            daemon=True,
+        )
+        self._ticker.start()
+        log.info(
+            "fake_alpaca_started",
+            base_url=self.base_url,
+            stream_url=self.stream_url,
+            api_key_id=self.config.api_key_id,
+        )
 
     def stop(self) -> None:
-        """Stop serving and close the socket; idempotent."""
+        """Stop the ticker, the websocket and the HTTP server, and close the sockets; idempotent."""
         if self._httpd is None:
             return
+        self._ticking.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        self.stream.stop()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
@@ -178,6 +172,11 @@ class FakeAlpacaServer:
             raise RuntimeError("FakeAlpacaServer is not started; call start() first")
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    @property
+    def stream_url(self) -> str:
+        """The trading websocket, ``ws://host:port/stream``; raises RuntimeError before start."""
+        return self.stream.url
 
     # -- scripting and observing -------------------------------------------------------------
 
@@ -203,6 +202,27 @@ class FakeAlpacaServer:
     def set_market_open(self, is_open: bool) -> None:
         self.engine.set_market_open(is_open)
 
+    def drop_stream_connections(self) -> int:
+        """Cut every trading websocket connection (clients reconnect); the number cut."""
+        return self.stream.drop_connections()
+
+    def stream_outage(self, on: bool) -> None:
+        """While on, the websocket cuts and refuses connections; events meanwhile are lost."""
+        self.stream.set_outage(on)
+
+    def duplicate_next_fills(self, n: int = 1) -> None:
+        """Deliver each of the next ``n`` fill and partial_fill events twice."""
+        self.stream.duplicate_next_fills(n)
+
+    def stream_counters(self) -> StreamCounters:
+        """Connections authorized, subscriptions, trade_updates sent, refusals."""
+        return self.stream.counters()
+
+    def wait_for_stream(self, condition: StreamCondition, timeout: float = 10.0) -> bool:
+        """Wait until ``condition(stream_counters())`` holds, e.g. ``lambda c: c.subscriptions
+        >= 2``; False when ``timeout`` seconds pass first."""
+        return self.stream.wait_for(condition, timeout)
+
     def request_counts(self) -> dict[tuple[str, str], int]:
         """Requests per (method, path template), e.g. ``("GET", "/v2/orders/{order_id}")``."""
         with self._lock:
@@ -223,7 +243,11 @@ class FakeAlpacaServer:
             {"method": method, "path": path, "count": count}
             for (method, path), count in sorted(self.request_counts().items())
         ]
-        return {"request_counts": counts, "order_requests": self.order_requests()}
+        return {
+            "request_counts": counts,
+            "order_requests": self.order_requests(),
+            "stream": self.stream_counters().to_json(),
+        }
 
     # -- request pipeline --------------------------------------------------------------------
 
@@ -288,6 +312,16 @@ class FakeAlpacaServer:
         return self._now().timestamp()
 
 
+def _settle_every(engine: Engine, stop: threading.Event) -> None:
+    """Settle the engine every _SETTLE_INTERVAL_S until ``stop`` is set; a failure ends it."""
+    while not stop.wait(_SETTLE_INTERVAL_S):
+        try:
+            engine.settle()
+        except Exception as exc:
+            log.error("fake_alpaca_settle_ticker_failed", error=repr(exc))
+            return
+
+
 def _route(handler: Handler | None, request: Request, args: Mapping[str, str]) -> Reply:
     if handler is None:
         return json_reply(404, {"code": 40410000, "message": "endpoint not found"})
@@ -298,65 +332,8 @@ def _with_rate(reply: Reply, rate: RateState) -> Reply:
     return Reply(reply.status, reply.body, reply.content_type, {**reply.headers, **rate.headers()})
 
 
-class _HttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-    app: FakeAlpacaServer
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away (killed, timed out) is normal here; report anything else."""
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Reads one request, asks the FakeAlpacaServer, writes its reply (HTTP/1.0, then close)."""
-
-    server: _HttpServer
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence http.server's line per request on stderr."""
-
-    def _serve(self) -> None:
-        url = urlsplit(self.path)
-        length = self.headers.get("Content-Length", "0")
-        body = self.rfile.read(int(length)) if length.isdigit() else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        params = dict(parse_qsl(url.query, keep_blank_values=True))
-        try:
-            reply = self.server.app.handle(Request(self.command, url.path, params, headers, body))
-        except Exception as exc:
-            # No traceback: a renderer that shows locals would print the request's secret.
-            log.error("fake_alpaca_internal_error", path=url.path, error=repr(exc))
-            reply = json_reply(500, {"code": 50010000, "message": "fake alpaca internal error"})
-        if reply.disconnect:
-            self.close_connection = True
-            with suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
-
-
 def serve(argv: Sequence[str] | None = None, stop: threading.Event | None = None) -> int:
-    """Run a fake Alpaca server until SIGTERM, Ctrl-C or ``stop`` is set; prints its base URL.
+    """Run a fake Alpaca server until SIGTERM, Ctrl-C or ``stop`` is set; prints its URLs.
 
     Options: ``--host``, ``--port`` (0 picks a free one), ``--account FILE`` (the paper account
     format; default the built-in sample), ``--rate-limit``. The key pair comes from
@@ -382,6 +359,7 @@ def serve(argv: Sequence[str] | None = None, stop: threading.Event | None = None
         signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
     with FakeAlpacaServer(config, args.host, args.port) as server:
         print(f"fake alpaca listening on {server.base_url}", flush=True)
+        print(f"fake alpaca trade stream on {server.stream_url}", flush=True)
         with suppress(KeyboardInterrupt):
             stopped.wait()
     return 0

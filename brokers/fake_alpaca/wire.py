@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
+from rebalance_stream.brokers.fake_alpaca.events import OrderEvent
 from rebalance_stream.brokers.fake_alpaca.model import (
     ASSET_NAMESPACE,
     AccountValues,
@@ -91,6 +92,23 @@ def order_json(order: Order) -> dict[str, object]:
         "trail_price": None,
         "hwm": None,
     }
+
+
+def trade_update_json(event: OrderEvent) -> dict[str, object]:
+    """A trade_updates message's data: event, order (as REST renders it), timestamp, and for a
+    fill the execution's id, price and qty, and the position after it."""
+    data: dict[str, object] = {
+        "event": event.event,
+        "order": order_json(event.order),
+        "timestamp": format_timestamp(event.timestamp),
+    }
+    execution = event.execution
+    if execution is not None:
+        data["execution_id"] = execution.id
+        data["price"] = text(execution.price)
+        data["qty"] = text(execution.qty)
+        data["position_qty"] = text(execution.position_qty)
+    return data
 
 
 def asset_json(symbol: str, fractionable: bool) -> dict[str, object]:

@@ -10,6 +10,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -33,6 +34,7 @@ from rebalance_stream.brokers import (
     OrderRequest,
     UnknownAsset,
 )
+from rebalance_stream.brokers import Quote as BrokerQuote
 from rebalance_stream.brokers.alpaca import AlpacaBroker, AlpacaConfig
 from rebalance_stream.brokers.alpaca_errors import (
     ApiFailure,
@@ -48,11 +50,14 @@ from rebalance_stream.brokers.alpaca_http import GuardedAdapter
 from rebalance_stream.brokers.alpaca_wire import (
     STATUS_MAP,
     exact_amount,
+    exact_limit_price,
     format_limit_price,
+    latest_params,
     order_body,
     parse_account,
     parse_order,
     parse_quote_mid,
+    parse_quotes,
     parse_trade_price,
 )
 from rebalance_stream.brokers.fake_alpaca import (
@@ -69,6 +74,7 @@ from rebalance_stream.brokers.fake_alpaca.api import Reply, Request
 from rebalance_stream.brokers.fake_alpaca.model import Order as VenueOrder
 from rebalance_stream.brokers.fake_alpaca.model import OrderQuery
 from rebalance_stream.brokers.fake_alpaca.model import OrderTicket as VenueTicket
+from rebalance_stream.brokers.fake_alpaca.wire import dumps
 from rebalance_stream.brokers.rate_limit import TokenBucket
 from rebalance_stream.contracts.execution import OrderSide
 from rebalance_stream.contracts.rebalance import RebalancePlanned
@@ -367,16 +373,62 @@ def test_order_body_qty_is_exact_string_in_json() -> None:
     assert '"qty": "0.123456789"' in json.dumps(body)
 
 
-def test_order_body_notional_and_limit_price() -> None:
+def test_order_body_notional_market_order() -> None:
     request = OrderRequest("c", "AAPL", OrderSide.SELL, notional=Decimal("250.10"))
 
-    body = order_body(request, limit_price=Decimal("187.456"))
+    body = order_body(request)
 
     assert body["notional"] == "250.1"
     assert "qty" not in body
-    assert body["type"] == "limit"
-    assert body["limit_price"] == "187.46"
-    assert body["side"] == "sell"
+    assert "limit_price" not in body
+    assert (body["type"], body["side"]) == ("market", "sell")
+
+
+def test_order_body_limit_order_has_exact_limit_price() -> None:
+    request = OrderRequest(
+        "c", "aapl", OrderSide.SELL, qty=Decimal("2.50"), limit_price=Decimal("187.50")
+    )
+
+    assert order_body(request) == {
+        "symbol": "AAPL",
+        "side": "sell",
+        "type": "limit",
+        "time_in_force": "day",
+        "client_order_id": "c",
+        "qty": "2.5",
+        "limit_price": "187.5",
+    }
+
+
+@pytest.mark.parametrize(
+    ("price", "text"),
+    [
+        ("187.34", "187.34"),
+        ("187.50", "187.5"),
+        ("1.00", "1"),
+        ("1.0000", "1"),
+        ("1E+2", "100"),
+        ("0.1234", "0.1234"),
+        ("0.99990", "0.9999"),
+    ],
+)
+def test_exact_limit_price_on_alpacas_tick_is_plain_text(price: str, text: str) -> None:
+    assert exact_limit_price(Decimal(price)) == text
+
+
+@pytest.mark.parametrize(
+    "price", ["187.333", "1.001", "1.0001", "0.12345", "0", "-1", "NaN", "Infinity", "1E+30"]
+)
+def test_exact_limit_price_off_tick_or_not_positive_is_refused(price: str) -> None:
+    with pytest.raises(OrderRejected, match="limit_price"):
+        exact_limit_price(Decimal(price))
+
+
+def test_order_body_off_tick_limit_price_is_refused() -> None:
+    request = OrderRequest("c", "SPY", OrderSide.BUY, qty=Decimal(1), limit_price=Decimal("5.001"))
+
+    with pytest.raises(OrderRejected, match=r"tick of 0\.01"):
+        order_body(request)
 
 
 # -- parsing -----------------------------------------------------------------------------------
@@ -414,6 +466,21 @@ def test_parse_order_reads_decimals_from_strings() -> None:
     assert order.side is OrderSide.BUY
     assert order.submitted_at == datetime(2025, 1, 2, 15, 30, 0, 123456, tzinfo=UTC)
     assert order.filled_at == datetime(2025, 1, 2, 15, 30, 1, tzinfo=UTC)
+
+
+def test_parse_order_market_order_has_no_limit_price() -> None:
+    order = parse_order(order_json(type="market", order_type="market", limit_price=None))
+
+    assert (order.order_type, order.limit_price) == ("market", None)
+    assert parse_order(order_json()).order_type == "market"
+
+
+def test_parse_order_reads_limit_type_and_price() -> None:
+    order = parse_order(order_json(type="limit", limit_price="187.34"))
+    by_order_type = parse_order(order_json(order_type="limit", limit_price=Decimal("0.1234")))
+
+    assert (order.order_type, order.limit_price) == ("limit", Decimal("187.34"))
+    assert (by_order_type.order_type, by_order_type.limit_price) == ("limit", Decimal("0.1234"))
 
 
 def test_parse_order_open_with_fill_is_partially_filled() -> None:
@@ -465,6 +532,72 @@ def test_parse_latest_prices() -> None:
     assert parse_quote_mid(quotes, "SPY") == Decimal("500.015")
     assert parse_trade_price({"trades": {}}, "SPY") is None
     assert parse_quote_mid({"quotes": {"SPY": {"ap": Decimal(0), "bp": Decimal(1)}}}, "SPY") is None
+
+
+def test_parse_quotes_reads_exact_decimals_and_time_of_each_symbol() -> None:
+    raw = json.loads(
+        '{"quotes": {"SPY": {"bp": 499.99, "ap": 500.01, "t": "2025-01-02T15:30:00.123456789Z"},'
+        ' "AAPL": {"bp": "187.3311", "ap": "187.3313", "t": "2025-01-02T15:30:01Z"},'
+        ' "GLD": {"bp": 190.1, "ap": 190.2}}}',
+        parse_float=Decimal,
+    )
+
+    quotes = parse_quotes(raw, ["spy", "AAPL", "NOPE"])
+
+    assert quotes == {
+        "SPY": BrokerQuote(
+            Decimal("499.99"),
+            Decimal("500.01"),
+            datetime(2025, 1, 2, 15, 30, 0, 123456, tzinfo=UTC),
+        ),
+        "AAPL": BrokerQuote(
+            Decimal("187.3311"), Decimal("187.3313"), datetime(2025, 1, 2, 15, 30, 1, tzinfo=UTC)
+        ),
+    }
+    assert quotes["SPY"].mid == Decimal("500.00")
+    assert quotes["SPY"].spread == Decimal("0.02")
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"bp": Decimal("500.02"), "ap": Decimal("500.01")},
+        {"bp": Decimal(0), "ap": Decimal("500.01")},
+        {"bp": Decimal("500.01"), "ap": Decimal(0)},
+        {"bp": Decimal("-1"), "ap": Decimal("500.01")},
+        {"ap": Decimal("500.01")},
+        {"bp": Decimal("500.01")},
+        {"bp": "n/a", "ap": Decimal("500.01")},
+        {"bp": 499.5, "ap": 500.5},
+        "not an object",
+    ],
+)
+def test_parse_quotes_crossed_zero_or_one_sided_quote_is_absent(entry: object) -> None:
+    good = {"bp": Decimal("80.00"), "ap": Decimal("80.01")}
+
+    quotes = parse_quotes({"quotes": {"SPY": entry, "TQQQ": good}}, ["SPY", "TQQQ"])
+
+    assert quotes == {"TQQQ": BrokerQuote(Decimal("80.00"), Decimal("80.01"))}
+
+
+def test_parse_quotes_locked_quote_and_unreadable_time_are_kept() -> None:
+    raw = {"quotes": {"SPY": {"bp": Decimal(500), "ap": Decimal(500), "t": "yesterday"}}}
+
+    assert parse_quotes(raw, ["SPY"]) == {"SPY": BrokerQuote(Decimal(500), Decimal(500), None)}
+
+
+def test_parse_quotes_not_found_is_empty_and_garbage_is_unavailable() -> None:
+    assert parse_quotes(None, ["SPY"]) == {}
+    assert parse_quotes({"quotes": {}}, ["SPY"]) == {}
+    for raw in ([], {"trades": {}}, {"quotes": []}):
+        with pytest.raises(BrokerUnavailable, match="unreadable quotes"):
+            parse_quotes(raw, ["SPY"])
+
+
+def test_latest_params_upper_cases_each_symbol_once_with_the_feed() -> None:
+    assert latest_params(["spy", "AAPL", "SPY"], None) == {"symbols": "SPY,AAPL"}
+    assert latest_params(["spy"], "iex") == {"symbols": "SPY", "feed": "iex"}
+    assert latest_params([], "iex") is None
 
 
 # -- config ------------------------------------------------------------------------------------
@@ -533,6 +666,27 @@ class StampingServer(FakeAlpacaServer):
     def handle(self, request: Request) -> Reply:
         self.stamps.append(self._fake_time.now_s)
         return super().handle(request)
+
+
+QUOTES_PATH = "/v2/stocks/quotes/latest"
+
+
+class RecordingServer(FakeAlpacaServer):
+    """The fake server, noting each market data request's query; its quotes answer is
+    ``quotes_body`` instead, when that is set (the fake never quotes crossed or zero)."""
+
+    def __init__(self, config: FakeAlpacaConfig) -> None:
+        super().__init__(config)
+        self.queries: list[tuple[str, dict[str, str]]] = []
+        self.quotes_body: object | None = None
+
+    def handle(self, request: Request) -> Reply:
+        reply = super().handle(request)
+        if request.path.startswith("/v2/stocks/"):
+            self.queries.append((request.path, dict(request.params)))
+        if request.path == QUOTES_PATH and self.quotes_body is not None and reply.status == 200:
+            return replace(reply, body=dumps(self.quotes_body))
+        return reply
 
 
 def venue_config(**changes: Any) -> FakeAlpacaConfig:
@@ -604,7 +758,7 @@ def test_alpaca_broker_has_every_broker_method_with_its_signature() -> None:
     methods = [name for name in vars(Broker) if not name.startswith("_")]
     as_broker: Broker = AlpacaBroker.__new__(AlpacaBroker)  # mypy checks the structure
 
-    assert len(methods) == 10
+    assert len(methods) == 11
     for name in methods:
         expected = inspect.signature(getattr(Broker, name))
         assert inspect.signature(getattr(type(as_broker), name)) == expected, name
@@ -664,6 +818,141 @@ def test_alpaca_broker_asset_cache_of_zero_seconds_reads_every_time(
 def test_alpaca_broker_get_latest_price_is_exact_or_none(broker: AlpacaBroker) -> None:
     assert broker.get_latest_price("AAPL") == Decimal("187.3312")
     assert broker.get_latest_price("NOPE") is None
+
+
+QUOTED_AT = datetime(2025, 1, 2, 15, 30, tzinfo=UTC)
+
+
+def test_alpaca_broker_get_quotes_asks_once_for_every_symbol() -> None:
+    with (
+        RecordingServer(venue_config(clock=lambda: QUOTED_AT)) as venue,
+        started(venue) as alpaca,
+    ):
+        quotes = alpaca.get_quotes(["spy", "AAPL", "NOPE", "SPY"])
+
+    assert quotes == {
+        "SPY": BrokerQuote(Decimal("499.99"), Decimal("500.01"), QUOTED_AT),
+        "AAPL": BrokerQuote(Decimal("187.3311"), Decimal("187.3313"), QUOTED_AT),
+    }
+    assert venue.queries == [(QUOTES_PATH, {"symbols": "SPY,AAPL,NOPE"})]
+    assert total_requests(venue) == count(venue, "GET", QUOTES_PATH) == 1
+
+
+def test_alpaca_broker_get_quotes_sends_the_configured_feed() -> None:
+    with RecordingServer(venue_config()) as venue, started(venue, data_feed="iex") as alpaca:
+        quotes = alpaca.get_quotes(["TQQQ"])
+
+    assert quotes["TQQQ"].bid == quotes["TQQQ"].ask == Decimal("80.00")
+    assert venue.queries == [(QUOTES_PATH, {"symbols": "TQQQ", "feed": "iex"})]
+
+
+def test_alpaca_broker_get_quotes_of_no_symbols_sends_nothing(
+    venue: FakeAlpacaServer, broker: AlpacaBroker
+) -> None:
+    assert broker.get_quotes([]) == {}
+    assert total_requests(venue) == 0
+
+
+def test_alpaca_broker_get_quotes_leaves_out_crossed_and_zero_quotes() -> None:
+    with RecordingServer(venue_config()) as venue, started(venue) as alpaca:
+        venue.quotes_body = {
+            "quotes": {
+                "SPY": {
+                    "bp": Decimal("500.02"),
+                    "ap": Decimal("500.01"),
+                    "t": "2025-01-02T15:30:00Z",
+                },
+                "AAPL": {"bp": Decimal(0), "ap": Decimal("187.3313"), "t": "2025-01-02T15:30:00Z"},
+                "TQQQ": {
+                    "bp": Decimal("80.00"),
+                    "ap": Decimal("80.01"),
+                    "t": "2025-01-02T15:30:00Z",
+                },
+            }
+        }
+        quotes = alpaca.get_quotes(["SPY", "AAPL", "TQQQ"])
+
+    assert quotes == {"TQQQ": BrokerQuote(Decimal("80.00"), Decimal("80.01"), QUOTED_AT)}
+    assert count(venue, "GET", QUOTES_PATH) == 1
+
+
+def limit_order(cid: str, symbol: str, side: OrderSide, qty: str, limit_price: str) -> OrderRequest:
+    return OrderRequest(cid, symbol, side, qty=Decimal(qty), limit_price=Decimal(limit_price))
+
+
+def test_alpaca_broker_marketable_limit_buy_fills_at_the_ask(
+    venue: FakeAlpacaServer, broker: AlpacaBroker
+) -> None:
+    order = broker.submit_order(limit_order("cid-limit-buy", "AAPL", OrderSide.BUY, "2", "187.34"))
+
+    [raw_body] = venue.order_requests()
+    body = json.loads(raw_body)
+    assert (body["type"], body["limit_price"], body["time_in_force"], body["qty"]) == (
+        "limit",
+        "187.34",
+        "day",
+        "2",
+    )
+    assert order.status is BrokerOrderStatus.FILLED
+    assert (order.order_type, order.limit_price) == ("limit", Decimal("187.34"))
+    assert (order.filled_qty, order.filled_avg_price) == (Decimal(2), Decimal("187.3313"))
+
+
+def test_alpaca_broker_marketable_limit_sell_fills_at_the_bid(broker: AlpacaBroker) -> None:
+    order = broker.submit_order(limit_order("cid-limit-sell", "SPY", OrderSide.SELL, "1", "499"))
+
+    assert order.status is BrokerOrderStatus.FILLED
+    assert (order.order_type, order.limit_price) == ("limit", Decimal(499))
+    assert order.filled_avg_price == Decimal("499.99")
+
+
+def test_alpaca_broker_resting_limit_buy_is_new_until_canceled(
+    venue: FakeAlpacaServer, broker: AlpacaBroker
+) -> None:
+    placed = broker.submit_order(limit_order("cid-rest", "SPY", OrderSide.BUY, "2", "499.50"))
+    read = broker.get_order(placed.broker_order_id)
+    buying_power = broker.get_account().buying_power
+
+    broker.cancel_order(placed.broker_order_id)
+    canceled = broker.get_order(placed.broker_order_id)
+
+    assert json.loads(venue.order_requests()[0])["limit_price"] == "499.5"
+    assert placed.status is BrokerOrderStatus.NEW
+    assert (placed.order_type, placed.limit_price) == ("limit", Decimal("499.5"))
+    assert (placed.filled_qty, placed.filled_avg_price) == (Decimal(0), None)
+    assert read == placed
+    assert buying_power == Decimal("100000") - 2 * Decimal("499.5")
+    assert canceled.status is BrokerOrderStatus.CANCELED
+    assert (canceled.filled_qty, canceled.filled_avg_price) == (Decimal(0), None)
+    assert (canceled.order_type, canceled.limit_price) == ("limit", Decimal("499.5"))
+
+
+def test_alpaca_broker_resting_limit_fills_when_the_ask_reaches_it(
+    venue: FakeAlpacaServer, broker: AlpacaBroker
+) -> None:
+    placed = broker.submit_order(limit_order("cid-repriced", "SPY", OrderSide.BUY, "1", "499.50"))
+
+    venue.set_quote("SPY", "499.00", "499.40")
+    filled = broker.get_order(placed.broker_order_id)
+
+    assert placed.status is BrokerOrderStatus.NEW
+    assert filled.status is BrokerOrderStatus.FILLED
+    assert (filled.filled_qty, filled.filled_avg_price) == (Decimal(1), Decimal("499.40"))
+
+
+@pytest.mark.parametrize(
+    ("symbol", "limit_price"), [("AAPL", "187.333"), ("SPY", "500.001"), ("PENNY", "0.12345")]
+)
+def test_alpaca_broker_limit_price_off_tick_is_refused_before_sending(
+    venue: FakeAlpacaServer, broker: AlpacaBroker, symbol: str, limit_price: str
+) -> None:
+    request = limit_order("cid-off-tick", symbol, OrderSide.BUY, "1", limit_price)
+
+    with pytest.raises(OrderRejected, match="tick"):
+        broker.submit_order(request)
+
+    assert venue.order_posts() == []
+    assert total_requests(venue) == 0
 
 
 def test_alpaca_broker_submit_order_sends_exact_decimal_string(
@@ -1032,10 +1321,12 @@ def test_alpaca_broker_executor_happy_path_request_counts(venue: FakeAlpacaServe
     ]
     counts = venue.request_counts()
     assert counts[("POST", "/v2/orders")] == 2
-    # Per order: lookup, asset, latest trade, position, submit; the fill is in the answer.
+    # Per order: lookup, asset, latest trade, submit; the fill is in the answer.
     assert counts[("GET", "/v2/orders:by_client_order_id")] == 2
     assert counts.get(("GET", "/v2/orders/{order_id}"), 0) == 0
-    assert total_requests(venue) == 2 * 5 + 1  # and one read of buying power
+    # The plan's quotes in one request, whatever its number of symbols.
+    assert counts[("GET", "/v2/stocks/quotes/latest")] == 1
+    assert total_requests(venue) == 2 * 4 + 2  # and one read of buying power
 
 
 def test_alpaca_broker_executor_sells_then_buys_a_full_plan(venue: FakeAlpacaServer) -> None:

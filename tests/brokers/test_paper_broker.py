@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +17,7 @@ from pydantic import ValidationError
 
 from rebalance_stream.brokers import (
     Broker,
+    BrokerOrder,
     BrokerOrderStatus,
     DuplicateClientOrderId,
     OrderNotFound,
@@ -22,10 +25,12 @@ from rebalance_stream.brokers import (
     OrderRequest,
     PaperAccount,
     PaperBroker,
+    Quote,
     UnknownAsset,
 )
 from rebalance_stream.brokers.paper import FILL_MODEL_REJECT_REASON, broker_order_id_for
 from rebalance_stream.brokers.paper_account import DelayedFill, PartialFill
+from rebalance_stream.brokers.paper_state import dump_order, load_order
 from rebalance_stream.contracts.execution import OrderSide
 
 T0 = datetime(2025, 1, 2, 15, 30, tzinfo=UTC)
@@ -91,6 +96,15 @@ def test_paper_broker_satisfies_broker_protocol(broker: PaperBroker) -> None:
     as_protocol: Broker = broker
 
     assert as_protocol.get_clock() == broker.get_clock()
+
+
+def test_paper_broker_has_every_broker_method_with_its_signature() -> None:
+    methods = [name for name in vars(Broker) if not name.startswith("_")]
+
+    assert "get_quotes" in methods
+    for name in methods:
+        expected = inspect.signature(getattr(Broker, name))
+        assert inspect.signature(getattr(PaperBroker, name)) == expected, name
 
 
 def test_call_before_start_raises_runtime_error() -> None:
@@ -491,3 +505,232 @@ def test_paper_account_json_round_trip_is_equal() -> None:
     account = make_account()
 
     assert PaperAccount.from_json(json.dumps(account.model_dump(mode="json"))) == account
+
+
+# -- quotes and limit orders -------------------------------------------------------------------
+
+
+def limit(cid: str, symbol: str, side: OrderSide, qty: str, limit_price: str) -> OrderRequest:
+    return OrderRequest(cid, symbol, side, qty=Decimal(qty), limit_price=Decimal(limit_price))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"notional": Decimal(100)}, "needs qty"),
+        ({"qty": Decimal(1), "limit_price": Decimal(0)}, "positive"),
+        ({"qty": Decimal(1), "limit_price": Decimal(-1)}, "positive"),
+        ({"qty": Decimal(1), "limit_price": Decimal("NaN")}, "positive"),
+    ],
+)
+def test_order_request_invalid_limit_order_raises_value_error(
+    changes: dict[str, Decimal], message: str
+) -> None:
+    amounts = {"limit_price": Decimal(500), **changes}
+
+    with pytest.raises(ValueError, match=message):
+        OrderRequest("c-1", "SPY", OrderSide.BUY, **amounts)
+
+
+def test_order_request_order_type_follows_limit_price() -> None:
+    assert buy("c-1", "SPY", qty="1").order_type == "market"
+    assert limit("c-1", "SPY", OrderSide.BUY, "1", "500").order_type == "limit"
+
+
+def test_quote_mid_and_spread() -> None:
+    quote = Quote(Decimal("499.99"), Decimal("500.02"))
+
+    assert (quote.mid, quote.spread, quote.timestamp) == (
+        Decimal("500.005"),
+        Decimal("0.03"),
+        None,
+    )
+
+
+def test_get_quotes_bid_and_ask_are_the_price_at_clock_time(
+    broker: PaperBroker, clock: FakeClock
+) -> None:
+    clock.advance(250)
+
+    quotes = broker.get_quotes(["spy", "GLD", "NOPE"])
+
+    at = T0 + timedelta(milliseconds=250)
+    assert quotes == {
+        "SPY": Quote(Decimal("500.00"), Decimal("500.00"), at),
+        "GLD": Quote(Decimal("190.00"), Decimal("190.00"), at),
+    }
+    assert broker.get_quotes([]) == {}
+
+
+def test_marketable_limit_buy_fills_at_the_price_not_the_limit(broker: PaperBroker) -> None:
+    order = broker.submit_order(limit("c-1", "SPY", OrderSide.BUY, "4", "501.25"))
+
+    assert order.status is BrokerOrderStatus.FILLED
+    assert (order.order_type, order.limit_price) == ("limit", Decimal("501.25"))
+    assert (order.filled_qty, order.filled_avg_price, order.filled_at) == (
+        Decimal(4),
+        Decimal("500.00"),
+        T0,
+    )
+    assert broker.get_account().cash == Decimal("8000.00")
+    assert broker.get_position_qty("SPY") == Decimal(64)
+
+
+def test_limit_at_the_price_is_marketable_on_both_sides(broker: PaperBroker) -> None:
+    bought = broker.submit_order(limit("c-1", "SPY", OrderSide.BUY, "1", "500"))
+    sold = broker.submit_order(limit("c-2", "SPY", OrderSide.SELL, "3", "500"))
+
+    assert (bought.status, bought.filled_avg_price) == (BrokerOrderStatus.FILLED, Decimal("500.00"))
+    assert (sold.status, sold.filled_avg_price) == (BrokerOrderStatus.FILLED, Decimal("500.00"))
+    assert broker.get_position_qty("SPY") == Decimal(58)
+
+
+def test_marketable_limit_follows_the_symbols_fill_model(
+    broker: PaperBroker, clock: FakeClock
+) -> None:
+    partial = broker.submit_order(limit("c-1", "TQQQ", OrderSide.BUY, "5", "81"))
+    rejected = broker.submit_order(limit("c-2", "GLD", OrderSide.BUY, "1", "200"))
+    delayed = broker.submit_order(limit("c-3", "SLOW", OrderSide.BUY, "3", "100"))
+    clock.advance(500)
+    settled = broker.get_order(delayed.broker_order_id)
+
+    assert (partial.status, partial.filled_qty, partial.filled_avg_price) == (
+        BrokerOrderStatus.CANCELED,
+        Decimal(2),
+        Decimal("80.00"),
+    )
+    assert rejected.status is BrokerOrderStatus.REJECTED
+    assert rejected.reject_reason == FILL_MODEL_REJECT_REASON
+    assert delayed.status is BrokerOrderStatus.NEW
+    assert (settled.status, settled.filled_qty, settled.filled_avg_price, settled.filled_at) == (
+        BrokerOrderStatus.FILLED,
+        Decimal(3),
+        Decimal("100.00"),
+        T0 + timedelta(milliseconds=500),
+    )
+    assert broker.get_account().cash == Decimal("10000.00") - Decimal("160.00") - Decimal("300.00")
+
+
+def test_limit_buy_below_the_price_rests_and_holds_buying_power_at_its_limit(
+    broker: PaperBroker, clock: FakeClock
+) -> None:
+    order = broker.submit_order(limit("c-1", "SPY", OrderSide.BUY, "10", "400"))
+    clock.advance(86_400_000)
+
+    assert order.status is BrokerOrderStatus.NEW
+    assert (order.order_type, order.limit_price) == ("limit", Decimal(400))
+    assert (order.filled_qty, order.filled_avg_price, order.filled_at) == (Decimal(0), None, None)
+    assert broker.get_order(order.broker_order_id) == order
+    assert broker.get_account().cash == Decimal("10000.00")
+    assert broker.get_account().buying_power == Decimal("6000.00")
+    assert broker.get_position_qty("SPY") == Decimal(60)
+
+
+def test_limit_sell_above_the_price_rests_and_holds_its_shares(broker: PaperBroker) -> None:
+    order = broker.submit_order(limit("c-1", "SPY", OrderSide.SELL, "50", "600"))
+
+    with pytest.raises(OrderRejected, match="10 available"):
+        broker.submit_order(sell("c-2", "SPY", "11"))
+    assert order.status is BrokerOrderStatus.NEW
+    assert broker.get_order(order.broker_order_id).status is BrokerOrderStatus.NEW
+    assert broker.get_position_qty("SPY") == Decimal(60)
+    assert broker.get_account().buying_power == Decimal("10000.00")
+
+
+def test_limit_buy_is_checked_against_buying_power_at_its_limit(broker: PaperBroker) -> None:
+    # 17 at the price of 500 would fit in 10000; 17 at the limit of 600 does not.
+    with pytest.raises(OrderRejected, match="insufficient buying power for 10200"):
+        broker.submit_order(limit("c-1", "SPY", OrderSide.BUY, "17", "600"))
+
+    assert broker.list_orders() == []
+
+
+def test_cancel_resting_limit_is_canceled_with_nothing_filled(broker: PaperBroker) -> None:
+    order = broker.submit_order(limit("c-1", "SPY", OrderSide.BUY, "10", "400"))
+
+    broker.cancel_order(order.broker_order_id)
+
+    final = broker.get_order(order.broker_order_id)
+    assert final.status is BrokerOrderStatus.CANCELED
+    assert (final.filled_qty, final.filled_avg_price) == (Decimal(0), None)
+    assert (final.order_type, final.limit_price) == ("limit", Decimal(400))
+    assert broker.get_account().buying_power == Decimal("10000.00")
+
+
+def test_resting_limit_survives_a_restart_over_the_state_file(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    state_path = tmp_path / "paper.sqlite"
+    account = make_account()
+    with PaperBroker(account, state_path=state_path, clock=clock) as first:
+        resting = first.submit_order(limit("c-1", "SPY", OrderSide.BUY, "10", "400.50"))
+
+    clock.advance(60_000)
+    with PaperBroker(account, state_path=state_path, clock=clock) as second:
+        reloaded = second.get_order(resting.broker_order_id)
+        buying_power = second.get_account().buying_power
+        second.cancel_order(reloaded.broker_order_id)
+    with PaperBroker(account, state_path=state_path, clock=clock) as third:
+        canceled = third.get_order(resting.broker_order_id)
+
+    assert reloaded == resting
+    assert (reloaded.status, reloaded.order_type, reloaded.limit_price) == (
+        BrokerOrderStatus.NEW,
+        "limit",
+        Decimal("400.50"),
+    )
+    assert buying_power == Decimal("5995.00")
+    assert (canceled.status, canceled.order_type, canceled.limit_price) == (
+        BrokerOrderStatus.CANCELED,
+        "limit",
+        Decimal("400.50"),
+    )
+
+
+def test_resting_limit_fills_once_a_newer_account_price_reaches_it(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    state_path = tmp_path / "paper.sqlite"
+    with PaperBroker(make_account(), state_path=state_path, clock=clock) as first:
+        resting = first.submit_order(limit("c-1", "SPY", OrderSide.BUY, "10", "400"))
+
+    clock.advance(60_000)
+    cheaper = make_account(prices={"SPY": "390.00"})
+    with PaperBroker(cheaper, state_path=state_path, clock=clock) as second:
+        filled = second.get_order(resting.broker_order_id)
+        cash = second.get_account().cash
+
+    assert (filled.status, filled.filled_qty, filled.filled_avg_price) == (
+        BrokerOrderStatus.FILLED,
+        Decimal(10),
+        Decimal("390.00"),
+    )
+    assert filled.filled_at == T0 + timedelta(milliseconds=60_000)
+    assert cash == Decimal("6100.00")
+
+
+def test_stored_order_round_trips_limit_fields_and_old_documents_read_as_market() -> None:
+    order = load_order(
+        dump_order(
+            BrokerOrder(
+                broker_order_id="b-1",
+                client_order_id="c-1",
+                symbol="SPY",
+                side=OrderSide.BUY,
+                status=BrokerOrderStatus.NEW,
+                qty=Decimal(10),
+                notional=None,
+                filled_qty=Decimal(0),
+                filled_avg_price=None,
+                submitted_at=T0,
+                order_type="limit",
+                limit_price=Decimal("400.50"),
+            )
+        )
+    )
+    old = json.loads(dump_order(order))
+    del old["order_type"], old["limit_price"]
+
+    assert (order.order_type, order.limit_price) == ("limit", Decimal("400.50"))
+    assert order.submitted_at == T0
+    assert load_order(json.dumps(old)) == replace(order, order_type="market", limit_price=None)

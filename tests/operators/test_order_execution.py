@@ -297,6 +297,7 @@ def test_executor_buy_exceeding_buying_power_after_sells_is_skipped_and_never_se
         skipped=True,
         skip_reason=SkipReason.INSUFFICIENT_BUYING_POWER,
         expected_price=Decimal("190.00"),
+        attempts=0,
     )
     assert [o.symbol for o in paper.list_orders("rs1-")] == ["IWM", "VTI", "SPY"]
     assert [o.status for o in outcome.orders] == ["filled", "filled", "skipped", "filled"]
@@ -429,10 +430,13 @@ def test_executor_adopted_open_order_that_cannot_be_read_is_an_error_result(
             symbol="VTI",
             side=BUY,
             client_order_id=client_id,
+            # The adopted order is named, and when it was sent.
+            broker_order_id=broker_order_id_for(client_id),
             planned_qty=Decimal(3),
             status="error",
             success=False,
             error_message="BrokerUnavailable: connection reset",
+            submitted_at=T0,
         ),
     )
     assert broker.submitted == []
@@ -457,6 +461,7 @@ def test_executor_unknown_asset_is_skipped_no_quote(
         success=False,
         skipped=True,
         skip_reason=SkipReason.NO_QUOTE,
+        attempts=0,
     )
     assert [o.symbol for o in paper.list_orders("rs1-")] == ["VTI"]
 
