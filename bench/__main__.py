@@ -15,14 +15,23 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import latency, memory, peer, replay, report, requests_per_order, throughput
+from bench import (
+    execution_slippage,
+    latency,
+    memory,
+    peer,
+    replay,
+    report,
+    requests_per_order,
+    throughput,
+)
 from bench.common import (
     ACCOUNTS,
     INPUT_PARTITIONS,
@@ -34,7 +43,15 @@ from bench.common import (
 from rebalance_stream.streams.logs import configure_logging
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("throughput", "replay", "latency", "memory", "requests_per_order", "peer_quixstreams")
+SCENARIOS = (
+    "throughput",
+    "replay",
+    "latency",
+    "memory",
+    "requests_per_order",
+    "execution_slippage",
+    "peer_quixstreams",
+)
 
 
 ISSUE_THROUGHPUT_PLANS = 20_000
@@ -53,6 +70,7 @@ class Sizes:
     profile_plans: int = 1_000
     ledger_normal_plans: int = 2_000
     alpaca_plans: int = 20
+    slippage_plans: int = 20
 
 
 SMOKE = Sizes(
@@ -64,6 +82,7 @@ SMOKE = Sizes(
     profile_plans=50,
     ledger_normal_plans=0,
     alpaca_plans=2,
+    slippage_plans=1,
 )
 # Where a default is smaller than the issue asks, and why (measured on the 2-CPU machine).
 REDUCTIONS: dict[str, dict[str, Any]] = {
@@ -195,8 +214,8 @@ def run_all(args: argparse.Namespace, sizes: Sizes, kafka: Kafka, workspace: Wor
         runner.scenario(
             "memory", lambda: memory.run(kafka, workspace, sizes.memory_plans, args.log_level)
         )
-    if "requests_per_order" in only:
-        requests_scenario(runner, args, sizes)
+    if "requests_per_order" in only or "execution_slippage" in only:
+        alpaca_scenarios(runner, args, sizes, only)
     if "peer_quixstreams" in only:
         runner.scenario(
             "peer_quixstreams",
@@ -205,15 +224,25 @@ def run_all(args: argparse.Namespace, sizes: Sizes, kafka: Kafka, workspace: Wor
     return runner
 
 
-def requests_scenario(runner: Runner, args: argparse.Namespace, sizes: Sizes) -> None:
-    if args.smoke:
-        runner.skip("requests_per_order", "smoke run: the Alpaca adapter's tests are not run")
-        return
-    reason = requests_per_order.availability()
+def alpaca_scenarios(
+    runner: Runner, args: argparse.Namespace, sizes: Sizes, only: Iterable[str]
+) -> None:
+    """The scenarios against the fake Alpaca: run only when its adapter's tests pass."""
+    wanted = [name for name in ("requests_per_order", "execution_slippage") if name in only]
+    reason = "smoke run: the Alpaca adapter's tests are not run" if args.smoke else None
+    reason = reason or requests_per_order.availability()
     if reason is not None:
-        runner.skip("requests_per_order", reason)
+        for name in wanted:
+            runner.skip(name, reason)
         return
-    runner.scenario("requests_per_order", lambda: requests_per_order.measure(sizes.alpaca_plans))
+    if "requests_per_order" in wanted:
+        runner.scenario(
+            "requests_per_order", lambda: requests_per_order.measure(sizes.alpaca_plans)
+        )
+    if "execution_slippage" in wanted:
+        runner.scenario(
+            "execution_slippage", lambda: execution_slippage.measure(sizes.slippage_plans)
+        )
 
 
 def reductions_of(sizes: Sizes) -> dict[str, dict[str, Any]]:

@@ -129,8 +129,8 @@ def _scenario_rows(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, st
             run = r[key]
             for pct in ("p50", "p95", "p99"):
                 ours = run["latency_ms"][pct]
-                extra = f"{_fmt(run['ratio'][pct])} ({run['overhead_ms'][pct]:+,.1f} ms)"
-                out.append((f"latency {key} {pct} (ms)", _fmt(ours), _fmt(base[pct]), extra))
+                ratio = f"{_fmt(run['ratio'][pct])} ({run['overhead_ms'][pct]:+,.1f} ms)"
+                out.append((f"latency {key} {pct} (ms)", _fmt(ours), _fmt(base[pct]), ratio))
         return out
     if name == "memory":
         ours, bare = r["ours"], r["baseline_bare_consume"]
@@ -140,13 +140,37 @@ def _scenario_rows(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, st
             ("RSS growth 10->100%", f"{r['growth']:.1%}", f"{r['baseline_growth']:.1%}", ""),
         ]
     if name == "requests_per_order":
+        floor = _fmt(r["baseline_requests_per_order"])
+        polling = r.get("polling", {})
         return [
             (
-                "HTTP requests per order",
+                "HTTP requests per order (stream)",
                 _fmt(r["requests_per_order"]),
-                _fmt(r["baseline_requests_per_order"]),
+                floor,
                 _fmt(r["ratio"]),
+            ),
+            (
+                "order-endpoint requests per order (stream)",
+                _fmt(r.get("order_requests_per_order")),
+                floor,
+                "",
+            ),
+            (
+                "HTTP requests per order (polling)",
+                _fmt(polling.get("requests_per_order")),
+                floor,
+                "",
+            ),
+        ]
+    if name == "execution_slippage":
+        return [
+            (
+                f"slippage {strategy} (bps, {run['orders']} items)",
+                _fmt(run["slippage_bps"]),
+                _fmt(r["baseline_slippage_bps"]),
+                f"{_fmt(run['orders_per_item'])} orders/item",
             )
+            for strategy, run in r["strategies"].items()
         ]
     if name == "peer_quixstreams":
         role = f"{r['role']} (Quix Streams {r['quixstreams']})"

@@ -197,6 +197,20 @@ class AlpacaBroker:
             return price
         return parse_quote_mid(self._latest("/stocks/quotes/latest", params), symbol)
 
+    def get_latest_prices(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        """Latest trade prices in one GET /v2/stocks/trades/latest?symbols=A,B; a symbol
+        without a trade gets its quote's midpoint from one more request."""
+        params = latest_params(symbols, self._config.data_feed)
+        if params is None:
+            return {}
+        wanted = params["symbols"].split(",")
+        trades = self._latest("/stocks/trades/latest", params)
+        prices = {s: p for s in wanted if (p := parse_trade_price(trades, s)) is not None}
+        missing = [symbol for symbol in wanted if symbol not in prices]
+        if missing:
+            prices.update((s, q.mid) for s, q in self.get_quotes(missing).items())
+        return prices
+
     def get_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
         """The latest quotes, all in one GET /v2/stocks/quotes/latest?symbols=A,B (none for no
         symbols). A symbol without a quote, or with a one-sided, zero or crossed one, is

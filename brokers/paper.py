@@ -177,6 +177,12 @@ class PaperBroker:
         with self._session():
             return self._account.price_of(symbol)
 
+    def get_latest_prices(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        """The account's price of each symbol that has one."""
+        with self._session():
+            prices = {symbol.upper(): self._account.price_of(symbol) for symbol in symbols}
+            return {symbol: price for symbol, price in prices.items() if price is not None}
+
     def get_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
         """Bid = ask = the account's price, at the clock's time; unknown symbols are absent."""
         with self._session():

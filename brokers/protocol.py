@@ -174,6 +174,11 @@ class Broker(Protocol):
         """The latest trade or mid price, or None when no quote is known."""
         ...
 
+    def get_latest_prices(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        """``get_latest_price`` of each symbol that has a price, keyed by upper-case symbol.
+        One request at a venue that batches (two when some symbol has no trade)."""
+        ...
+
     def get_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
         """The latest quote of each symbol that has one, keyed by upper-case symbol; symbols
         with no quote are absent. One request at a venue that batches."""

@@ -66,7 +66,8 @@ def _owned(envelope: Envelope[RebalancePlanned], claim: Claim) -> Envelope[Rebal
     record = replace(envelope.record, received_at=claim.first_received_at)
     if claim.status is ClaimStatus.REPUBLISH:
         return envelope.with_payload(Recorded(claim.outputs), record=record, owns_outcome=True)
-    return replace(envelope, record=record, owns_outcome=True)
+    resumed = claim.status is ClaimStatus.RESUME
+    return replace(envelope, record=record, owns_outcome=True, resumed=resumed)
 
 
 _OWNED = {ClaimStatus.NEW: "plan_claimed", ClaimStatus.RESUME: "plan_resumed"}

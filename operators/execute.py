@@ -43,6 +43,8 @@ def execute_orders(  # noqa: PLR0913 - each is an injected dependency
     -p1-E0-p2-p3-|   ->   -X1-E0-X2-F-|   (X is a PlanExecution; E0, decided earlier, passes;
                                            F: p3's prices failed the sanity check, 0 orders)
     Run it inside ``serialize_by_account`` so that one account's plans never overlap.
+    A resumed plan's orders are looked up at the broker before sizing; a new plan's are
+    not (a duplicate client_order_id is refused at submit, and adopted).
     ``recording`` puts each order's intent on record before the order is sent; ``watch``
     follows placed orders (default: REST polling); ``kill_switch`` is read before each order.
     """
@@ -55,7 +57,7 @@ def execute_orders(  # noqa: PLR0913 - each is an injected dependency
         log.info(
             "plan_execution_started", plan_id=event.rebalance_plan.plan_id, **envelope.log_fields()
         )
-        outcome = executor.execute(event.rebalance_plan)
+        outcome = executor.execute(event.rebalance_plan, look_up_first=envelope.resumed)
         if outcome.denial is not None:
             denial = outcome.denial
             timed = envelope.timed("price_check", outcome.timings_ms.get("price_check", 0))

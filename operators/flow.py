@@ -117,6 +117,8 @@ class Envelope(Generic[T]):
     mis_keyed: bool = False
     owns_outcome: bool = False
     """True when this input's outcome is its plan's outcome of record (dedupe claimed it)."""
+    resumed: bool = False
+    """True when dedupe resumed a plan whose first attempt was cut off (SPEC 3.9)."""
 
     @property
     def position(self) -> SourcePosition:

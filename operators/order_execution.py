@@ -144,6 +144,7 @@ class _PlanRun:
     deadline: datetime
     prices: dict[str, Decimal | None]
     quotes: dict[str, Quote]
+    look_up_first: bool
 
 
 class PlanOrderExecutor:
@@ -172,8 +173,14 @@ class PlanOrderExecutor:
         self._watch = watch or PollingOrderWatch(broker, clock, sleep, config.poll_interval_s)
         self._kill_switch = kill_switch
 
-    def execute(self, plan: RebalancePlan) -> OrdersOutcome:
-        """Run sells then buys; return each non-HOLD item's result in plan order."""
+    def execute(self, plan: RebalancePlan, *, look_up_first: bool = True) -> OrdersOutcome:
+        """Run sells then buys; return each non-HOLD item's result in plan order.
+
+        ``look_up_first`` looks each item's orders up at the broker before sizing it (SPEC
+        3.9, for a plan that may have been cut off). A plan the ledger has never seen skips
+        the lookups: a submit whose client_order_id exists is refused, and that order is
+        adopted then.
+        """
         sells = _by_priority(plan.items, TradeAction.SELL)
         buys = _by_priority(plan.items, TradeAction.BUY)
         timings: dict[str, int] = {}
@@ -181,9 +188,8 @@ class PlanOrderExecutor:
             started = self._clock()
             deadline = started + timedelta(seconds=self._config.plan_deadline_s)
             symbols = [item.symbol for item in [*sells, *buys]]
-            prices = dict(
-                zip(symbols, pool.map(self._broker.get_latest_price, symbols), strict=True)
-            )
+            known = self._broker.get_latest_prices(symbols)
+            prices: dict[str, Decimal | None] = {s: known.get(s) for s in symbols}
             quotes = self._broker.get_quotes(symbols)
             denial = check_prices(prices, quotes, self._config.price_sanity)
             if denial is not None:
@@ -191,7 +197,7 @@ class PlanOrderExecutor:
                 return OrdersOutcome(
                     (), {"price_check": elapsed_ms(started, self._clock())}, denial
                 )
-            run = _PlanRun(plan, deadline, prices, quotes)
+            run = _PlanRun(plan, deadline, prices, quotes, look_up_first)
             prepared_sells = list(pool.map(lambda item: self._prepare(run, item), sells))
             sell_results = self._run_phase(pool, run, prepared_sells)
             after_sells = self._clock()
@@ -243,18 +249,25 @@ class PlanOrderExecutor:
         """Adopt the orders that exist for this item's client_order_ids, or size a new one.
 
         Looking up first is what makes a resumed plan safe: after a crash, the position may
-        already reflect a fill, and sizing again would trade twice or skip wrongly.
+        already reflect a fill, and sizing again would trade twice or skip wrongly. A new
+        plan looks up only an item that sizing would skip (its position may be gone because
+        an earlier attempt, recorded elsewhere, sold it).
         """
         first_id = client_order_id(run.plan.plan_id, item.symbol, side_of(item))
-        existing = self._existing_orders(first_id)
-        if existing:
-            log.info("order_adopted", client_order_id=first_id, attempts=len(existing))
-            first = existing[0]
-            qty = first.qty if first.qty is not None else first.filled_qty
-            # Not priced again: today's price is not what the order was sized at.
-            sized = SizedOrder(item.symbol, side_of(item), first_id, item.priority, qty, None)
-            return PreparedOrder(sized, existing)
-        return PreparedOrder(self._size(run, item))
+        existing = self._existing_orders(first_id) if run.look_up_first else ()
+        if not existing:
+            sized = self._size(run, item)
+            if sized.skip is None or run.look_up_first:
+                return PreparedOrder(sized)
+            existing = self._existing_orders(first_id)
+            if not existing:
+                return PreparedOrder(sized)
+        log.info("order_adopted", client_order_id=first_id, attempts=len(existing))
+        first = existing[0]
+        qty = first.qty if first.qty is not None else first.filled_qty
+        # Not priced again: today's price is not what the order was sized at.
+        sized = SizedOrder(item.symbol, side_of(item), first_id, item.priority, qty, None)
+        return PreparedOrder(sized, existing)
 
     def _existing_orders(self, first_id: str) -> tuple[BrokerOrder, ...]:
         """The item's orders at the broker, attempt 1 upward until one is missing."""

@@ -17,7 +17,7 @@ on record before it is sent; an order already at the broker is adopted, never se
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -101,7 +101,7 @@ class OrderPlacer:
         placed = list(existing)
         sent: list[str] = []
         try:
-            self._continue(order, placed, sent, deadline)
+            order = self._continue(order, placed, sent, deadline)
         except _Stopped as stop:
             status, message = stop.status, str(stop)
             log.warning("order_not_sent", client_order_id=order.client_order_id, reason=message)
@@ -123,28 +123,33 @@ class OrderPlacer:
         placed: list[BrokerOrder],
         sent: list[str],
         deadline: datetime,
-    ) -> None:
+    ) -> SizedOrder:
         """Follow the last order if open, then send the next ones; ``sent`` collects the
-        client_order_id of each submit made, answered or not."""
+        client_order_id of each submit made, answered or not. Returns the item as sized when
+        its first order was: an adopted first order keeps its own quantity."""
+        order = _sized_as_first(order, placed)
         if placed and not placed[-1].is_terminal:
             placed[-1] = self._follow(placed[-1], deadline)
         while (request := self._next_request(order, placed)) is not None:
             self._may_send(order, deadline)
             if placed:
-                self._hooks.record_replacement(
-                    order, request.client_order_id, request.qty or Decimal(0)
-                )
+                qty = request.qty or Decimal(0)
+                self._hooks.record_replacement(order, request.client_order_id, qty)
             sent.append(request.client_order_id)
             placed.append(self._follow(self._place(request), deadline))
+            order = _sized_as_first(order, placed)
+        return order
 
     def _may_send(self, order: SizedOrder, deadline: datetime) -> None:
         if self._clock() >= deadline:
             raise _Stopped("not_sent", "the plan's deadline passed before sending")
         state = self._hooks.kill_switch()
         if state is KillSwitch.HALTED:
-            raise _Stopped("not_sent", "KILL_SWITCH_HALTED: kill switch is halted")
+            message = "KILL_SWITCH_HALTED: kill switch is halted, no further order is sent"
+            raise _Stopped("not_sent", message)
         if state is KillSwitch.REDUCING and order.side is OrderSide.BUY:
-            raise _Stopped("not_sent", "KILL_SWITCH_REDUCING: kill switch is reducing (sells only)")
+            message = "KILL_SWITCH_REDUCING: kill switch is reducing (sells only), no buy is sent"
+            raise _Stopped("not_sent", message)
 
     def _next_request(self, order: SizedOrder, placed: list[BrokerOrder]) -> OrderRequest | None:
         """The item's next order, or None when it is over."""
@@ -230,3 +235,12 @@ class OrderPlacer:
             filled_qty=str(order.filled_qty),
         )
         return order
+
+
+def _sized_as_first(order: SizedOrder, placed: list[BrokerOrder]) -> SizedOrder:
+    """The item with its first order's quantity: sizing again after a crash may give another
+    (the position moved), and what remains is measured against the first."""
+    first_qty = placed[0].qty if placed else None
+    if first_qty is None or first_qty == order.qty:
+        return order
+    return replace(order, qty=first_qty)

@@ -81,6 +81,7 @@ class PipelineConfig:
                 order_deadline_s=settings.order_deadline_s,
                 plan_deadline_s=settings.plan_deadline_s,
                 poll_interval_s=settings.order_poll_interval_s,
+                cancel_grace_s=settings.cancel_grace_s,
                 strategy=settings.execution_strategy,
                 max_repegs=settings.max_repegs,
                 repeg_after_s=settings.repeg_after_s,

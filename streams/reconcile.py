@@ -3,17 +3,20 @@ the ledger's open intents, so the ledger's view of in-flight orders is current (
 
 Orders are this service's when their client_order_id has the ``rs1-`` prefix. An intent whose
 order is terminal at the broker gets its terminal state recorded; an intent whose order is still
-open, or was never sent, is left for the plan's resume, which looks the order up again. If the
-broker cannot be read, the job must not start trading.
+open, or was never sent, is left for the plan's resume, which looks the order up again. The
+broker's orders pass through the order state machine, like every other read of an order. If
+the broker cannot be read, the job must not start trading.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from decimal import Decimal
 
 import structlog
 
-from rebalance_stream.brokers.protocol import Broker, BrokerError, BrokerOrder
+from rebalance_stream.brokers.order_watch import TrackedOrder
+from rebalance_stream.brokers.protocol import Broker, BrokerError, BrokerOrder, BrokerOrderStatus
 from rebalance_stream.ledger.protocol import OrderIntent, OrderJournal, OrderTerminal
 
 log = structlog.get_logger(__name__)
@@ -37,9 +40,20 @@ class ReconciliationReport:
     open_without_intent: int
 
 
-def _terminal(order: BrokerOrder) -> OrderTerminal:
+def settled_terminal(order: BrokerOrder) -> OrderTerminal | None:
+    """An open intent's order, moved by the order state machine from open (as the ledger has
+    it) to what the broker reports, through the same synthetic triggers as a REST poll; its
+    terminal state, or None while it is open."""
+    as_recorded = replace(
+        order, status=BrokerOrderStatus.NEW, filled_qty=Decimal(0), filled_avg_price=None
+    )
+    tracked = TrackedOrder(as_recorded)
+    tracked.observe(order, source="reconcile")
+    if not tracked.is_terminal:
+        return None
+    final = tracked.order
     return OrderTerminal(
-        order.client_order_id, order.status.value, order.filled_qty, order.filled_avg_price
+        final.client_order_id, final.status.value, final.filled_qty, final.filled_avg_price
     )
 
 
@@ -73,7 +87,8 @@ def reconcile_orders(broker: Broker, journal: OrderJournal) -> ReconciliationRep
     intents = journal.open_intents()
     report = compare(orders, intents)
     pending = {intent.client_order_id for intent in intents}
-    terminals = [_terminal(o) for o in orders if o.is_terminal and o.client_order_id in pending]
+    found = [o for o in orders if o.client_order_id in pending]
+    terminals = [t for order in found if (t := settled_terminal(order)) is not None]
     if terminals:
         journal.record_terminals(terminals)
     level = log.warning if report.open_without_intent else log.info

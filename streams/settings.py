@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     order_deadline_s: Annotated[float, Field(gt=0)] = 30.0
     plan_deadline_s: Annotated[float, Field(gt=0)] = 300.0
     order_poll_interval_s: Annotated[float, Field(gt=0)] = 0.1
+    cancel_grace_s: Annotated[float, Field(gt=0)] = 5.0
+    """How long a cancel may take to be confirmed before the item gives up (no more orders)."""
     execution_strategy: ExecutionStrategy = ExecutionStrategy.MARKET
     """``market``, or ``limit_then_market``: a limit inside the spread, re-pegged toward the
     far side at most ``max_repegs`` times, ``repeg_after_s`` apart, then a market order."""

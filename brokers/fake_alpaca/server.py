@@ -65,6 +65,7 @@ log = structlog.get_logger(__name__)
 KEY_ID_VARIABLE = "APCA_API_KEY_ID"
 SECRET_KEY_VARIABLE = "APCA_API_SECRET_KEY"  # noqa: S105 - the variable's name, not a secret
 DEFAULT_PORT = 8765
+DEFAULT_STREAM_PORT = 8766
 ORDERS_TEMPLATE = "/v2/orders"
 _MS_PER_S = 1000
 _POLL_INTERVAL_S = 0.02  # how soon stop() returns; http.server's default is 0.5 s
@@ -91,10 +92,15 @@ class FakeAlpacaServer:
     """
 
     def __init__(
-        self, config: FakeAlpacaConfig | None = None, host: str = "127.0.0.1", port: int = 0
+        self,
+        config: FakeAlpacaConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        stream_port: int = 0,
     ) -> None:
         self.config = config or FakeAlpacaConfig()
         self._address = (host, port)
+        self._stream_port = stream_port
         self._now = self.config.clock or _utc_now
         self.engine = Engine(self.config.account, self._now)
         self.faults = FaultPlan()
@@ -127,7 +133,7 @@ class FakeAlpacaServer:
             daemon=True,
         )
         self._thread.start()
-        self.stream.start(self._address[0])
+        self.stream.start(self._address[0], self._stream_port)
         self._ticking = threading.Event()
         self._ticker = threading.Thread(
             target=_settle_every,
@@ -335,7 +341,8 @@ def _with_rate(reply: Reply, rate: RateState) -> Reply:
 def serve(argv: Sequence[str] | None = None, stop: threading.Event | None = None) -> int:
     """Run a fake Alpaca server until SIGTERM, Ctrl-C or ``stop`` is set; prints its URLs.
 
-    Options: ``--host``, ``--port`` (0 picks a free one), ``--account FILE`` (the paper account
+    Options: ``--host``, ``--port`` and ``--stream-port`` (the trade_updates websocket; 0
+    picks a free one), ``--account FILE`` (the paper account
     format; default the built-in sample), ``--rate-limit``. The key pair comes from
     APCA_API_KEY_ID and APCA_API_SECRET_KEY (never the command line), else the defaults.
     """
@@ -344,6 +351,7 @@ def serve(argv: Sequence[str] | None = None, stop: threading.Event | None = None
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--stream-port", type=int, default=DEFAULT_STREAM_PORT)
     parser.add_argument("--account", type=Path, help="a paper account file (default: sample)")
     parser.add_argument("--rate-limit", type=int, default=200, help="requests a minute per key")
     args = parser.parse_args(argv)
@@ -357,7 +365,7 @@ def serve(argv: Sequence[str] | None = None, stop: threading.Event | None = None
     stopped = stop or threading.Event()
     with suppress(ValueError):  # signal handlers can be set only on the main thread
         signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
-    with FakeAlpacaServer(config, args.host, args.port) as server:
+    with FakeAlpacaServer(config, args.host, args.port, args.stream_port) as server:
         print(f"fake alpaca listening on {server.base_url}", flush=True)
         print(f"fake alpaca trade stream on {server.stream_url}", flush=True)
         with suppress(KeyboardInterrupt):

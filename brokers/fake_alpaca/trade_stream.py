@@ -103,12 +103,12 @@ class TradeStreamServer:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self, host: str) -> None:
-        """Listen on ``host`` at a free port, and start the sender; idempotent."""
+    def start(self, host: str, port: int = 0) -> None:
+        """Listen on ``host:port`` (0: a free port), and start the sender; idempotent."""
         if self._server is not None:
             return
         self._outbox = queue.Queue()
-        server = serve(self._serve_connection, host, 0, process_request=self._admit_request)
+        server = serve(self._serve_connection, host, port, process_request=self._admit_request)
         self._threads = [
             threading.Thread(target=server.serve_forever, name="fake-alpaca-stream", daemon=True),
             threading.Thread(

@@ -758,7 +758,7 @@ def test_alpaca_broker_has_every_broker_method_with_its_signature() -> None:
     methods = [name for name in vars(Broker) if not name.startswith("_")]
     as_broker: Broker = AlpacaBroker.__new__(AlpacaBroker)  # mypy checks the structure
 
-    assert len(methods) == 11
+    assert len(methods) == 12
     for name in methods:
         expected = inspect.signature(getattr(Broker, name))
         assert inspect.signature(getattr(type(as_broker), name)) == expected, name
@@ -1321,12 +1321,13 @@ def test_alpaca_broker_executor_happy_path_request_counts(venue: FakeAlpacaServe
     ]
     counts = venue.request_counts()
     assert counts[("POST", "/v2/orders")] == 2
-    # Per order: lookup, asset, latest trade, submit; the fill is in the answer.
+    # Per order: lookup, asset, submit; the fill is in the answer.
     assert counts[("GET", "/v2/orders:by_client_order_id")] == 2
     assert counts.get(("GET", "/v2/orders/{order_id}"), 0) == 0
-    # The plan's quotes in one request, whatever its number of symbols.
+    # The plan's trades and quotes in one request each, whatever its number of symbols.
+    assert counts[("GET", "/v2/stocks/trades/latest")] == 1
     assert counts[("GET", "/v2/stocks/quotes/latest")] == 1
-    assert total_requests(venue) == 2 * 4 + 2  # and one read of buying power
+    assert total_requests(venue) == 2 * 3 + 3  # and one read of buying power
 
 
 def test_alpaca_broker_executor_sells_then_buys_a_full_plan(venue: FakeAlpacaServer) -> None:

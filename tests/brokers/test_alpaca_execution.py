@@ -5,6 +5,7 @@ the middle of the fills, a duplicated fill, and buying power short after the sel
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -190,7 +191,42 @@ def test_fills_missed_while_the_stream_was_down_are_caught_up(venue: FakeAlpacaS
     assert [status for *_, status in venue_orders(venue)] == ["filled", "filled"]
     assert reads >= 2  # each order was read over REST while its events could not arrive
     assert reconnected
-    assert connections >= 1
+    assert connections == 2
+
+
+def test_a_drop_between_two_fills_is_caught_up_after_the_reconnect(
+    venue: FakeAlpacaServer,
+) -> None:
+    venue.engine.set_fill("SPY", Delayed(100))
+    venue.engine.set_fill("QQQ", Delayed(1500))
+    plan = plan_of("plan-midway", [Trade("SPY", "BUY", "1000.00"), Trade("QQQ", "BUY", "2000.00")])
+    config = ExecutionConfig(poll_interval_s=0.05, max_concurrent_orders=2)
+    outcome: list[OrdersOutcome] = []
+
+    with started_adapter(venue) as broker, streaming(venue, broker) as updates:
+        executor = PlanOrderExecutor(broker, config, utc_now, time.sleep, watch=updates)
+        worker = threading.Thread(target=lambda: outcome.append(executor.execute(plan)))
+        worker.start()
+        # SPY's fill arrives on the stream; then the stream goes down until QQQ has filled.
+        assert wait_until(lambda: filled_at_venue(venue) == {"SPY"})
+        assert wait_until(lambda: updates.stats.events >= venue_events_sent(venue))
+        venue.stream_outage(True)
+        assert wait_until(lambda: filled_at_venue(venue) == {"SPY", "QQQ"})
+        venue.stream_outage(False)
+        worker.join(timeout=30)
+        reads = updates.stats.catch_up_reads + updates.stats.fallback_reads
+
+    assert [(o.symbol, o.status, o.filled_qty) for o in outcome[0].orders] == [
+        ("SPY", "filled", Decimal(10)),
+        ("QQQ", "filled", Decimal(5)),
+    ]
+    assert reads >= 1  # QQQ's fill was read over REST: its event was sent to nobody
+    assert len(venue_orders(venue)) == 2
+
+
+def filled_at_venue(server: FakeAlpacaServer) -> set[str]:
+    orders = server.engine.orders(OrderQuery(status="all", limit=500))
+    return {o.symbol for o in orders if o.status == "filled"}
 
 
 def test_a_duplicated_fill_event_is_counted_once(venue: FakeAlpacaServer) -> None:

@@ -682,7 +682,7 @@ def test_serve_prints_its_url_and_takes_the_key_pair_from_the_environment(
     monkeypatch.setenv("APCA_API_KEY_ID", "env-key")
     monkeypatch.setenv("APCA_API_SECRET_KEY", "env-secret-not-printed")
     stop = threading.Event()
-    thread = threading.Thread(target=serve, args=(["--port", "0"], stop))
+    thread = threading.Thread(target=serve, args=(["--port", "0", "--stream-port", "0"], stop))
     thread.start()
     output = ""
     try:

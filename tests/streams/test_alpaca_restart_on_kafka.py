@@ -49,6 +49,7 @@ def test_kill_9_mid_plan_on_alpaca_then_restart_no_order_sent_twice(
             APCA_API_SECRET_KEY=SECRET,
             APCA_API_BASE_URL=venue.base_url,
             APCA_API_DATA_URL=venue.base_url,
+            REBALANCE_STREAM_ALPACA_STREAM_URL=venue.stream_url,
         )
         killed = []
         for point in KILLS:

@@ -96,6 +96,7 @@ def test_one_of_two_instances_killed_mid_plan_no_order_twice_every_plan_decided(
                 APCA_API_SECRET_KEY=SECRET,
                 APCA_API_BASE_URL=venue.base_url,
                 APCA_API_DATA_URL=venue.base_url,
+                REBALANCE_STREAM_ALPACA_STREAM_URL=venue.stream_url,
             )
             return JobProcess(env, tmp_path / f"{name}.log")
 
