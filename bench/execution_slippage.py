@@ -1,9 +1,13 @@
 """Slippage of each execution strategy against the fake Alpaca's scripted spreads.
 
 Every symbol of the pinned plan is quoted with a spread of ``SPREAD_BPS`` around a mid that
-takes a seeded random walk, one cent up, down or nowhere every ``STEP_MS``. The same plans run
-once per strategy (``market``, ``limit_then_market``) through the executor, with the real
-alpaca-py adapter and the trade-updates stream. Slippage is each filled item's average price
+takes a seeded random walk, one cent up, down or nowhere every ``STEP_MS``. The fake has no
+other traders: a resting limit fills only when the quote moves through it. So the walk runs in
+two markets: ``quotes_only``, and ``with_takers``, where in each step, with probability
+``TAKER_PROBABILITY``, a counterparty trades at the mid (the quote touches the mid for one
+step), filling any limit resting at or through it. The same plans run once per strategy
+(``market``, ``limit_then_market``) and market through the executor, with the real alpaca-py
+adapter and the trade-updates stream. Slippage is each filled item's average price
 against the mid it was sized at, in basis points, weighted by filled notional (positive =
 worse). The baseline is the half spread: what a market order pays when the mid stands still.
 """
@@ -32,6 +36,8 @@ TICK = Decimal("0.01")
 SEED = 20261130
 REPEG_AFTER_S = 0.5
 MAX_REPEGS = 2
+TAKER_PROBABILITY = 0.02
+MARKETS = {"quotes_only": 0.0, "with_takers": TAKER_PROBABILITY}
 UNLIMITED_PER_MIN = 1_000_000
 CONNECT_TIMEOUT_S = 10.0
 BPS = Decimal(10_000)
@@ -45,11 +51,16 @@ def _quote_of(mid: Decimal) -> Any:
 
 
 class QuoteWalk:
-    """Moves every symbol's mid by a seeded random tick every STEP_MS, on its own thread."""
+    """Moves every symbol's mid by a seeded random tick every STEP_MS, on its own thread; with
+    ``taker_probability``, a step quotes the mid on both sides instead (a counterparty at the
+    mid)."""
 
-    def __init__(self, engine: Any, mids: dict[str, Decimal], seed: int) -> None:
+    def __init__(
+        self, engine: Any, mids: dict[str, Decimal], seed: int, taker_probability: float
+    ) -> None:
         self._engine = engine
         self._mids = dict(mids)
+        self._taker_probability = taker_probability
         self._random = random.Random(seed)  # noqa: S311 - a scripted market, not security
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="quote-walk", daemon=True)
@@ -67,8 +78,11 @@ class QuoteWalk:
             for symbol, mid in self._mids.items():
                 moved = mid + TICK * self._random.choice((-1, 0, 1))
                 self._mids[symbol] = moved
-                quote = _quote_of(moved)
-                self._engine.set_quote(symbol, quote.bid, quote.ask)
+                if self._random.random() < self._taker_probability:
+                    self._engine.set_quote(symbol, moved, moved)
+                else:
+                    quote = _quote_of(moved)
+                    self._engine.set_quote(symbol, quote.bid, quote.ask)
 
 
 def measure(plans: int) -> dict[str, Any]:
@@ -76,7 +90,8 @@ def measure(plans: int) -> dict[str, Any]:
     from rebalance_stream.operators.execution_config import ExecutionStrategy
 
     strategies = {
-        strategy.value: _run(plans, strategy)
+        f"{strategy.value} {market}": _run(plans, strategy, takers)
+        for market, takers in MARKETS.items()
         for strategy in (ExecutionStrategy.MARKET, ExecutionStrategy.LIMIT_THEN_MARKET)
     }
     return {
@@ -86,12 +101,13 @@ def measure(plans: int) -> dict[str, Any]:
         "repeg_after_s": REPEG_AFTER_S,
         "max_repegs": MAX_REPEGS,
         "seed": SEED,
+        "taker_probability": TAKER_PROBABILITY,
         "baseline_slippage_bps": float(SPREAD_BPS / 2),
         "strategies": strategies,
     }
 
 
-def _run(plans: int, strategy: Any) -> dict[str, Any]:
+def _run(plans: int, strategy: Any, taker_probability: float) -> dict[str, Any]:
     from rebalance_stream.brokers.alpaca import AlpacaBroker
     from rebalance_stream.brokers.alpaca_trade_updates import AlpacaTradeUpdates
     from rebalance_stream.brokers.fake_alpaca import (
@@ -122,7 +138,7 @@ def _run(plans: int, strategy: Any) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
     timestamp = utc_timestamp()
     results: list[Any] = []
-    with FakeAlpacaServer(venue) as server, QuoteWalk(server.engine, mids, SEED):
+    with FakeAlpacaServer(venue) as server, QuoteWalk(server.engine, mids, SEED, taker_probability):
         alpaca = fake_alpaca_adapter_config(server, UNLIMITED_PER_MIN)
         with AlpacaBroker(alpaca) as broker, AlpacaTradeUpdates(alpaca, broker) as watch:
             watch.wait_connected(CONNECT_TIMEOUT_S)

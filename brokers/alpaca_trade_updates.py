@@ -131,6 +131,7 @@ class AlpacaTradeUpdates:
         self._executions: OrderedDict[str, None] = OrderedDict()
         self._generation = 0
         self._connected = False
+        self._closing = False
         self._stream: _HookedTradingStream | None = None
         self._thread: threading.Thread | None = None
         self.stats = TradeUpdateStats()
@@ -143,6 +144,7 @@ class AlpacaTradeUpdates:
     def start(self) -> None:
         if self._thread is not None:
             return
+        self._closing = False
         stream = _HookedTradingStream(self._config, self._on_connected, self._on_closed)
         stream._reconnect_min_backoff, stream._reconnect_max_backoff = self._reconnect_backoff_s
         stream.subscribe_trade_updates(self._on_message)
@@ -156,6 +158,8 @@ class AlpacaTradeUpdates:
         if stream is None or thread is None:
             return
         loop = stream._loop
+        with self._changed:
+            self._closing = True
         if loop is not None and loop.is_running():
             stream.stop()
             # alpaca-py looks at its stop flag only between 5 s receive timeouts: closing the
@@ -268,7 +272,7 @@ class AlpacaTradeUpdates:
 
     def _on_closed(self) -> None:
         with self._changed:
-            if self._connected:
+            if self._connected and not self._closing:
                 log.warning("trade_updates_disconnected", generation=self._generation)
             self._connected = False
             self._changed.notify_all()

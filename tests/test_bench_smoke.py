@@ -15,7 +15,15 @@ import pytest
 pytestmark = pytest.mark.kafka
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("throughput", "replay", "latency", "memory", "requests_per_order", "peer_quixstreams")
+SCENARIOS = (
+    "throughput",
+    "replay",
+    "latency",
+    "memory",
+    "requests_per_order",
+    "execution_slippage",
+    "peer_quixstreams",
+)
 SMOKE_TIMEOUT_S = 120
 
 
@@ -27,6 +35,8 @@ def headline(name: str, result: dict[str, Any]) -> float:
         return float(result["growth"])
     if name == "requests_per_order":
         return float(result["requests_per_order"])
+    if name == "execution_slippage":
+        return float(result["strategies"]["market quotes_only"]["slippage_bps"])
     if name == "peer_quixstreams":  # measured only when the peer's virtualenv exists
         return float(result["plans_per_s"])
     return float(result["ratio"])
