@@ -13,7 +13,7 @@ and every order's terminal state after the phase.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -188,9 +188,10 @@ class PlanOrderExecutor:
             started = self._clock()
             deadline = started + timedelta(seconds=self._config.plan_deadline_s)
             symbols = [item.symbol for item in [*sells, *buys]]
-            known = self._broker.get_latest_prices(symbols)
-            prices: dict[str, Decimal | None] = {s: known.get(s) for s in symbols}
+            latest = pool.submit(self._broker.get_latest_prices, symbols)
             quotes = self._broker.get_quotes(symbols)
+            known = latest.result()
+            prices: dict[str, Decimal | None] = {s: known.get(s) for s in symbols}
             denial = check_prices(prices, quotes, self._config.price_sanity)
             if denial is not None:
                 log.warning("price_sanity_denied", plan_id=plan.plan_id, reason=denial.reason)
@@ -199,10 +200,14 @@ class PlanOrderExecutor:
                 )
             run = _PlanRun(plan, deadline, prices, quotes, look_up_first)
             prepared_sells = list(pool.map(lambda item: self._prepare(run, item), sells))
-            sell_results = self._run_phase(pool, run, prepared_sells)
+            selling = self._start_phase(pool, run, prepared_sells)
+            # The buys are sized while the sells run (on the slots the sells leave free): their
+            # prices are the plan's, and neither their assets nor their orders depend on them.
+            buys_prepared = [pool.submit(self._prepare, run, item) for item in buys]
+            sell_results = self._finish_phase(selling)
             after_sells = self._clock()
             timings["sells"] = elapsed_ms(started, after_sells)
-            prepared_buys = list(pool.map(lambda item: self._prepare(run, item), buys))
+            prepared_buys = [future.result() for future in buys_prepared]
             within = self._fit_buying_power(prepared_buys, deadline)
             after_wait = self._clock()
             timings["buying_power_wait"] = elapsed_ms(after_sells, after_wait)
@@ -217,14 +222,24 @@ class PlanOrderExecutor:
         self, pool: ThreadPoolExecutor, run: _PlanRun, prepared: list[PreparedOrder]
     ) -> list[OrderResult]:
         """Record the phase's new orders as intents, run every order, record the terminals."""
-        journal = self._recording.journal
+        return self._finish_phase(self._start_phase(pool, run, prepared))
+
+    def _start_phase(
+        self, pool: ThreadPoolExecutor, run: _PlanRun, prepared: list[PreparedOrder]
+    ) -> list[Future[ItemOutcome]]:
+        """Record the phase's new orders as intents, then start every order on the pool."""
         fresh = [p.sized for p in prepared if not p.existing and p.sized.skip is None]
         if fresh and self._clock() < run.deadline:
-            journal.record_intents([intent_of(run.plan, order, self._clock) for order in fresh])
-        outcomes = list(pool.map(lambda p: self._run(run, p), prepared))
+            intents = [intent_of(run.plan, order, self._clock) for order in fresh]
+            self._recording.journal.record_intents(intents)
+        return [pool.submit(self._run, run, p) for p in prepared]
+
+    def _finish_phase(self, running: list[Future[ItemOutcome]]) -> list[OrderResult]:
+        """Wait for every order of the phase; record their terminal states."""
+        outcomes = [future.result() for future in running]
         terminals = [t for outcome in outcomes for t in terminals_of(outcome.placed)]
         if terminals:
-            journal.record_terminals(terminals)
+            self._recording.journal.record_terminals(terminals)
         return [outcome.result for outcome in outcomes]
 
     def _run(self, run: _PlanRun, prepared: PreparedOrder) -> ItemOutcome:

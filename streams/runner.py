@@ -59,7 +59,6 @@ EXIT_OK = 0
 EXIT_PUBLISH_FAILED = 1
 EXIT_SOURCE_FAILED = 2
 EXIT_NOT_READY = 3
-ACCOUNT_LANES = 8
 HEARTBEAT_SILENCE_S = 60.0
 BEFORE_PUBLISH = "before_publish"
 BEFORE_COMMIT = "before_commit"
@@ -174,7 +173,7 @@ class PlanConsumerJob:
             broker=self._broker,
             ledger=self._ledger,
             kill_switch=KillSwitchReader(settings.kill_switch, settings.kill_switch_file),
-            scheduler=ThreadPoolScheduler(ACCOUNT_LANES),
+            scheduler=ThreadPoolScheduler(settings.account_lanes),
             checkpoint=self._hooks.checkpoint,
             held_back=self.source.is_held_back,
             order_watch=self._hooks.order_watch,

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     group_instance_id: str | None = None
     session_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
     max_in_flight: Annotated[int, Field(ge=1)] = 1000
+    account_lanes: Annotated[int, Field(ge=1, le=256)] = 8
+    """How many accounts' plans execute at the same time (one plan per account at a time)."""
     shutdown_deadline_s: Annotated[float, Field(gt=0)] = 30.0
     producer_max_block_ms: Annotated[int, Field(ge=0)] = 60_000
     """How long a send may wait for topic metadata or buffer space before it fails."""
