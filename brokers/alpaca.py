@@ -30,6 +30,7 @@ from alpaca.trading.client import TradingClient
 from cachetools import TTLCache
 from tenacity import Retrying
 
+from rebalance_stream.brokers.alpaca_clock import ClockCache
 from rebalance_stream.brokers.alpaca_config import AlpacaConfig
 from rebalance_stream.brokers.alpaca_errors import (
     VENUE_FAILURES,
@@ -111,6 +112,7 @@ class AlpacaBroker:
             maxsize=ASSET_CACHE_SIZE, ttl=config.asset_cache_s, timer=time.monotonic
         )
         self._assets_lock = threading.Lock()
+        self._clock = ClockCache(config.clock_cache_s)
 
     def __repr__(self) -> str:
         return f"AlpacaBroker(base_url={self._config.base_url!r}, paper={self._config.is_paper})"
@@ -155,7 +157,9 @@ class AlpacaBroker:
     # -- Broker ------------------------------------------------------------------------------
 
     def get_clock(self) -> MarketClock:
-        return parse_clock(self._read(lambda: self._trading.get("/clock"), "clock"))
+        """The market clock; a reading is kept for ``clock_cache_s`` (see ``alpaca_clock``)."""
+        read = self._trading.get
+        return self._clock.get(lambda: parse_clock(self._read(lambda: read("/clock"), "clock")))
 
     def get_account(self) -> AccountSnapshot:
         return parse_account(self._read(lambda: self._trading.get("/account"), "account"))

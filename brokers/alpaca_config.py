@@ -44,6 +44,9 @@ class AlpacaConfig(BaseSettings):
     pool_size: int = Field(10, ge=1)
     asset_cache_s: float = Field(300.0, ge=0)
     """How long an asset (fractionable or not) is kept before it is read again; 0: never kept."""
+    clock_cache_s: float = Field(30.0, ge=0)
+    """How long a market clock reading is kept, never past a minute before the next open or
+    close; 0: the clock is read for every plan."""
     stream_url: str | None = None
     """The trade_updates websocket; default: the base URL as wss://…/stream."""
 

@@ -153,7 +153,10 @@ def parse_orders(raw: object) -> list[BrokerOrder]:
 def parse_clock(raw: object) -> MarketClock:
     try:
         body = _mapping(raw)
-        return MarketClock(is_open=_bool(body["is_open"]), timestamp=_time(body["timestamp"]))
+        is_open = _bool(body["is_open"])
+        change = body.get("next_close" if is_open else "next_open")
+        next_change = _time(change) if isinstance(change, str) else None
+        return MarketClock(is_open, _time(body["timestamp"]), next_change)
     except (KeyError, TypeError, ValueError) as exc:
         raise BrokerUnavailable(f"unreadable clock from Alpaca: {exc!r}") from exc
 

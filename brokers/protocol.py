@@ -114,8 +114,12 @@ class BrokerOrder:
 
 @dataclass(frozen=True, slots=True)
 class MarketClock:
+    """Whether the market is open at ``timestamp``; ``next_change`` is the next open (when
+    closed) or close (when open), when the venue says."""
+
     is_open: bool
     timestamp: datetime
+    next_change: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

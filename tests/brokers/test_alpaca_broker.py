@@ -764,6 +764,18 @@ def test_alpaca_broker_has_every_broker_method_with_its_signature() -> None:
         assert inspect.signature(getattr(type(as_broker), name)) == expected, name
 
 
+def test_alpaca_broker_get_clock_is_kept_between_plans(venue: FakeAlpacaServer) -> None:
+    with started(venue) as alpaca:
+        readings = [alpaca.get_clock() for _ in range(3)]
+    with started(venue, clock_cache_s=0) as uncached:
+        uncached.get_clock()
+        uncached.get_clock()
+
+    assert readings[0] == readings[1] == readings[2]
+    assert readings[0].next_change is not None  # the fake's next close, an hour away
+    assert count(venue, "GET", "/v2/clock") == 1 + 2
+
+
 def test_alpaca_broker_get_clock_reads_is_open_and_time(broker: AlpacaBroker) -> None:
     clock = broker.get_clock()
 
