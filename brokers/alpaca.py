@@ -59,6 +59,7 @@ from rebalance_stream.brokers.alpaca_wire import (
     parse_order,
     parse_orders,
     parse_position_qty,
+    parse_positions,
     parse_quote_mid,
     parse_quotes,
     parse_trade_price,
@@ -172,6 +173,10 @@ class AlpacaBroker:
         except OrderNotFound:
             return Decimal(0)
         return parse_position_qty(raw)
+
+    def get_positions(self) -> dict[str, Decimal]:
+        """Every position, from one GET /v2/positions."""
+        return parse_positions(self._read(lambda: self._trading.get("/positions"), "positions"))
 
     def get_asset(self, symbol: str) -> AssetInfo:
         """Raises UnknownAsset when Alpaca does not know the symbol (404). A known asset is

@@ -178,6 +178,16 @@ def parse_position_qty(raw: object) -> Decimal:
         raise BrokerUnavailable(f"unreadable position from Alpaca: {exc!r}") from exc
 
 
+def parse_positions(raw: object) -> dict[str, Decimal]:
+    """``[{"symbol": ..., "qty": ...}, ...]`` as quantities by upper-case symbol."""
+    if not isinstance(raw, list):
+        raise BrokerUnavailable("unreadable positions from Alpaca: not a JSON array")
+    try:
+        return {str(_mapping(p)["symbol"]).upper(): _decimal(_mapping(p)["qty"]) for p in raw}
+    except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+        raise BrokerUnavailable(f"unreadable positions from Alpaca: {exc!r}") from exc
+
+
 def parse_asset(raw: object) -> AssetInfo:
     try:
         body = _mapping(raw)

@@ -163,6 +163,11 @@ class PaperBroker:
         with self._session() as state:
             return state.position(symbol.upper())
 
+    def get_positions(self) -> dict[str, Decimal]:
+        """Every position held, by upper-case symbol."""
+        with self._session() as state:
+            return state.positions()
+
     def get_asset(self, symbol: str) -> AssetInfo:
         """Raises UnknownAsset when the account has no price for the symbol."""
         with self._session():

@@ -232,6 +232,10 @@ class PaperState:
     def cash(self) -> Decimal:
         return self._cash
 
+    def positions(self) -> dict[str, Decimal]:
+        """Every position held, by symbol."""
+        return dict(self._positions)
+
     def position(self, symbol: str) -> Decimal:
         """The quantity held, Decimal 0 when none."""
         return self._positions.get(symbol, Decimal(0))

@@ -170,6 +170,10 @@ class Broker(Protocol):
         """The quantity held, 0 when there is no position."""
         ...
 
+    def get_positions(self) -> dict[str, Decimal]:
+        """Every position held: its quantity by upper-case symbol, in one request."""
+        ...
+
     def get_asset(self, symbol: str) -> AssetInfo:
         """Raises UnknownAsset for a symbol the venue does not trade."""
         ...

@@ -138,12 +138,14 @@ def intent_of(plan: RebalancePlan, order: SizedOrder, clock: Clock) -> OrderInte
 
 @dataclass(frozen=True, slots=True)
 class _PlanRun:
-    """One execution of a plan: its deadline and the prices sized at."""
+    """One execution of a plan: its deadline, and the prices, quotes and positions (read once,
+    before any order) that its orders are sized at."""
 
     plan: RebalancePlan
     deadline: datetime
     prices: dict[str, Decimal | None]
     quotes: dict[str, Quote]
+    positions: dict[str, Decimal]
     look_up_first: bool
 
 
@@ -189,8 +191,10 @@ class PlanOrderExecutor:
             deadline = started + timedelta(seconds=self._config.plan_deadline_s)
             symbols = [item.symbol for item in [*sells, *buys]]
             latest = pool.submit(self._broker.get_latest_prices, symbols)
+            held = pool.submit(self._broker.get_positions) if sells else None
             quotes = self._broker.get_quotes(symbols)
             known = latest.result()
+            positions = held.result() if held is not None else {}
             prices: dict[str, Decimal | None] = {s: known.get(s) for s in symbols}
             denial = check_prices(prices, quotes, self._config.price_sanity)
             if denial is not None:
@@ -198,7 +202,7 @@ class PlanOrderExecutor:
                 return OrdersOutcome(
                     (), {"price_check": elapsed_ms(started, self._clock())}, denial
                 )
-            run = _PlanRun(plan, deadline, prices, quotes, look_up_first)
+            run = _PlanRun(plan, deadline, prices, quotes, positions, look_up_first)
             prepared_sells = list(pool.map(lambda item: self._prepare(run, item), sells))
             selling = self._start_phase(pool, run, prepared_sells)
             # The buys are sized while the sells run (on the slots the sells leave free): their
@@ -301,15 +305,12 @@ class PlanOrderExecutor:
         price = run.prices.get(item.symbol)
         try:
             asset = broker.get_asset(item.symbol)
-            held = (
-                broker.get_position_qty(item.symbol)
-                if item.action is TradeAction.SELL
-                else (Decimal(0))
-            )
         except UnknownAsset:
-            price, held, fractionable = None, Decimal(0), False
+            price, fractionable = None, False
         else:
             fractionable = asset.fractionable
+        selling = item.action is TradeAction.SELL
+        held = run.positions.get(item.symbol, Decimal(0)) if selling else Decimal(0)
         facts = MarketFacts(price=price, held_qty=held, fractionable=fractionable)
         sized = size_order(run.plan.plan_id, item, facts, self._config.min_order_notional)
         quote = run.quotes.get(item.symbol)

@@ -56,6 +56,7 @@ from rebalance_stream.brokers.alpaca_wire import (
     order_body,
     parse_account,
     parse_order,
+    parse_positions,
     parse_quote_mid,
     parse_quotes,
     parse_trade_price,
@@ -758,10 +759,28 @@ def test_alpaca_broker_has_every_broker_method_with_its_signature() -> None:
     methods = [name for name in vars(Broker) if not name.startswith("_")]
     as_broker: Broker = AlpacaBroker.__new__(AlpacaBroker)  # mypy checks the structure
 
-    assert len(methods) == 12
+    assert len(methods) == 13
     for name in methods:
         expected = inspect.signature(getattr(Broker, name))
         assert inspect.signature(getattr(type(as_broker), name)) == expected, name
+
+
+def test_alpaca_broker_get_positions_reads_every_position_in_one_request(
+    broker: AlpacaBroker, venue: FakeAlpacaServer
+) -> None:
+    positions = broker.get_positions()
+
+    expected = {h.symbol: h.qty for h in venue.engine.holdings()}
+    assert positions == expected
+    assert positions  # the venue account holds something
+    assert count(venue, "GET", "/v2/positions") == 1
+
+
+def test_parse_positions_refuses_what_is_not_a_list_of_positions() -> None:
+    with pytest.raises(BrokerUnavailable, match="not a JSON array"):
+        parse_positions({"symbol": "SPY"})
+    with pytest.raises(BrokerUnavailable, match="unreadable positions"):
+        parse_positions([{"symbol": "SPY"}])
 
 
 def test_alpaca_broker_get_clock_is_kept_between_plans(venue: FakeAlpacaServer) -> None:

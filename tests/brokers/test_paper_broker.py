@@ -164,8 +164,11 @@ def test_submit_immediate_buy_updates_cash_and_position(broker: PaperBroker) -> 
 
 
 def test_submit_immediate_sell_of_whole_position_removes_it(broker: PaperBroker) -> None:
+    before = broker.get_positions()
     broker.submit_order(sell("c-1", "SPY", "60"))
 
+    assert before["SPY"] == Decimal(60)
+    assert "SPY" not in broker.get_positions()
     assert broker.get_position_qty("SPY") == Decimal(0)
     assert broker.get_account().cash == Decimal("40000.00")
 
