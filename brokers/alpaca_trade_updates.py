@@ -21,7 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 import structlog
@@ -169,7 +169,7 @@ class AlpacaTradeUpdates:
                 closing.result(timeout=CLOSE_TIMEOUT_S)
         thread.join(timeout=CLOSE_TIMEOUT_S)
         self._stream = self._thread = None
-        log.info("trade_updates_stopped", **self._counts())
+        log.info("trade_updates_stopped", **asdict(self.stats))
 
     def __enter__(self) -> AlpacaTradeUpdates:
         self.start()
@@ -314,13 +314,3 @@ class AlpacaTradeUpdates:
         if len(self._executions) > SEEN_EXECUTIONS:
             self._executions.popitem(last=False)
         return True
-
-    def _counts(self) -> dict[str, int]:
-        stats = self.stats
-        return {
-            "connections": stats.connections,
-            "events": stats.events,
-            "duplicate_fills": stats.duplicate_fills,
-            "catch_up_reads": stats.catch_up_reads,
-            "fallback_reads": stats.fallback_reads,
-        }

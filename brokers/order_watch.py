@@ -8,7 +8,6 @@ lower a fill or revive a finished order. A refused transition is logged and igno
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
@@ -71,24 +70,14 @@ class TrackedOrder:
 
     def apply_event(self, event_order: BrokerOrder, update: OrderUpdate) -> None:
         """Take a venue event: its trigger, and the order's other fields as it carried them."""
-        self.order = replace(
-            event_order,
-            status=self.order.status,
-            filled_qty=self.order.filled_qty,
-            filled_avg_price=self.order.filled_avg_price,
-        )
+        self.order = event_order  # its status and fill are set from the progress by ``apply``
         self.apply([update], "stream")
 
     def observe(self, snapshot: BrokerOrder, source: str = "rest") -> None:
         """Take a full read of the order: its synthetic triggers, and its other fields
-        (timestamps, reject reason) when they are newer."""
+        (timestamps, reject reason)."""
         updates = triggers_from_snapshot(self.progress, snapshot)
-        self.order = replace(
-            snapshot,
-            status=self.order.status,
-            filled_qty=self.order.filled_qty,
-            filled_avg_price=self.order.filled_avg_price,
-        )
+        self.order = snapshot  # its status and fill are set from the progress by ``apply``
         self.apply(updates, source)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -255,9 +255,7 @@ class PlanOrderExecutor:
             return ItemOutcome(skipped_result(order), ())
 
         def record_replacement(sized: SizedOrder, replacement_id: str, qty: Decimal) -> None:
-            attempt = SizedOrder(
-                sized.symbol, sized.side, replacement_id, sized.priority, qty, sized.expected_price
-            )
+            attempt = replace(sized, client_order_id=replacement_id, qty=qty)
             self._recording.journal.record_intents([intent_of(run.plan, attempt, self._clock)])
 
         hooks = PlacementHooks(self._recording.checkpoint, self._kill_switch, record_replacement)

@@ -103,8 +103,7 @@ def simulate(
             scheduler=ThreadPoolScheduler(settings.max_concurrent_orders),
         )
         dispositions = run_in_process(records, PipelineConfig.from_settings(settings), deps)
-        symbols = sorted({*paper.prices, *paper.positions})
-        held = {s: qty for s in symbols if (qty := broker.get_position_qty(s)) != 0}
+        held = broker.get_positions()
         console = Console(width=160)
         sources = [path.name for path in plans]
         report.print_report(

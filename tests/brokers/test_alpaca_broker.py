@@ -19,6 +19,7 @@ import pytest
 import requests
 from alpaca.common.exceptions import APIError
 from alpaca.trading.enums import OrderStatus
+from alpaca_support import KEY_ID, SECRET, adapter_config, fake_venue_config, started_adapter
 from plan_factory import Trade, planned
 from pydantic import ValidationError
 from structlog.testing import capture_logs
@@ -82,8 +83,7 @@ from rebalance_stream.contracts.rebalance import RebalancePlanned
 from rebalance_stream.operators.order_execution import ExecutionConfig, PlanOrderExecutor
 from rebalance_stream.streams.pipeline import utc_now
 
-SECRET = "s3cr3t-never-printed-0123456789"
-KEY_ID = "PKTESTKEY"
+READ_TIMEOUT_S = 2.0
 
 
 class FakeTime:
@@ -691,13 +691,7 @@ class RecordingServer(FakeAlpacaServer):
 
 
 def venue_config(**changes: Any) -> FakeAlpacaConfig:
-    defaults: dict[str, Any] = {
-        "account": VENUE_ACCOUNT,
-        "api_key_id": KEY_ID,
-        "secret_key": SECRET,
-        "rate_limit_per_min": 100_000,
-    }
-    return FakeAlpacaConfig(**{**defaults, **changes})
+    return fake_venue_config(VENUE_ACCOUNT, **changes)
 
 
 @pytest.fixture
@@ -707,17 +701,7 @@ def venue() -> Iterator[FakeAlpacaServer]:
 
 
 def alpaca_config(server: FakeAlpacaServer, **changes: Any) -> AlpacaConfig:
-    defaults: dict[str, Any] = {
-        "key_id": KEY_ID,
-        "secret_key": SECRET,
-        "base_url": server.base_url,
-        "data_url": server.base_url,
-        "connect_timeout_s": 2.0,
-        "read_timeout_s": 2.0,
-        "backoff_base_s": 0.01,
-        "backoff_max_s": 0.05,
-    }
-    return AlpacaConfig(**{**defaults, **changes})
+    return adapter_config(server, **{"read_timeout_s": READ_TIMEOUT_S, **changes})
 
 
 @contextmanager
@@ -728,12 +712,13 @@ def started(
     sleep: Callable[[float], None] | None = None,
     **changes: Any,
 ) -> Iterator[AlpacaBroker]:
-    broker = AlpacaBroker(
-        alpaca_config(server, **changes),
-        bucket=bucket or TokenBucket(100_000),
+    """The adapter over ``server``; its backoff sleeps on a FakeTime unless told otherwise."""
+    with started_adapter(
+        server,
+        bucket=bucket,
         sleep=sleep or FakeTime().sleep,
-    )
-    with broker:
+        **{"read_timeout_s": READ_TIMEOUT_S, **changes},
+    ) as broker:
         yield broker
 
 
