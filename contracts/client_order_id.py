@@ -7,6 +7,7 @@ padding, attempt from 1. The format is pinned by a golden test: never change it.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 
 from rebalance_stream.contracts.execution import OrderSide
@@ -16,8 +17,13 @@ MAX_CLIENT_ORDER_ID_LENGTH = 48
 _PLAN_HASH_CHARS = 16
 
 
+PLAN_HASHES_KEPT = 4096
+
+
+@functools.lru_cache(maxsize=PLAN_HASHES_KEPT)
 def plan_hash(plan_id: str) -> str:
-    """The 16-character lower-case base32 digest of a plan_id."""
+    """The 16-character lower-case base32 digest of a plan_id (the latest ones are kept: a
+    plan's orders ask for it several times)."""
     digest = hashlib.sha256(plan_id.encode("utf-8")).digest()
     return base64.b32encode(digest).decode("ascii").rstrip("=").lower()[:_PLAN_HASH_CHARS]
 

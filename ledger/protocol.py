@@ -57,7 +57,8 @@ class PlanClaim:
 
 @dataclass(frozen=True, slots=True)
 class KnownPlan:
-    """What the ledger remembers of a claimed plan."""
+    """What the ledger remembers of a claimed plan. ``outputs`` is None while it is undecided;
+    for a claim, a ledger may leave an acknowledged plan's outputs out (``()``)."""
 
     plan_id: str
     first_event_id: str

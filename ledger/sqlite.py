@@ -44,7 +44,7 @@ from rebalance_stream.ledger.sqlite_schema import (
     SCHEMA_VERSION,
     SELECT_NOTIONAL,
     SELECT_OPEN_INTENTS,
-    SELECT_PLAN,
+    SELECT_PLAN_TO_CLAIM,
     SYNCHRONOUS,
     UPSERT_TERMINAL,
     LedgerError,
@@ -54,7 +54,7 @@ from rebalance_stream.ledger.sqlite_schema import (
     has_terminal,
     intent_of_row,
     intent_row,
-    known_plan,
+    known_plan_to_claim,
     migrate,
     notional,
     record_outcome,
@@ -270,10 +270,10 @@ class SqliteLedger:
         pending = self._pending.plans.get(plan_id)
         if pending is not None:
             return pending[0]
-        row = self._connection.execute(SELECT_PLAN, (plan_id,)).fetchone()
+        row = self._connection.execute(SELECT_PLAN_TO_CLAIM, (plan_id,)).fetchone()
         if row is None:
             return None
-        known = known_plan(plan_id, row)
+        known = known_plan_to_claim(plan_id, row)
         # Outputs change only in a transaction, which also writes the buffered acks first.
         if known.outputs is not None and plan_id in self._pending.acks:
             return replace(known, acknowledged=True)

@@ -56,6 +56,12 @@ SELECT_PLAN = (
     "SELECT first_event_id, items_fingerprint, first_received_at, outputs, acknowledged"
     " FROM plans WHERE plan_id = ?"
 )
+# What a claim needs: an acknowledged plan's outputs are never republished, so they stay unread.
+SELECT_PLAN_TO_CLAIM = (
+    "SELECT first_event_id, items_fingerprint, first_received_at,"
+    " CASE WHEN acknowledged = 1 THEN NULL ELSE outputs END, outputs IS NOT NULL, acknowledged"
+    " FROM plans WHERE plan_id = ?"
+)
 INSERT_PLAN = (
     "INSERT INTO plans (plan_id, first_event_id, items_fingerprint, account_id,"
     " first_received_at, acknowledged) VALUES (?, ?, ?, ?, ?, 0)"
@@ -177,6 +183,18 @@ def terminal_row(terminal: OrderTerminal) -> tuple[str | None, ...]:
 def known_plan(plan_id: str, row: tuple[Any, ...]) -> KnownPlan:
     first_event_id, fingerprint, received_at, stored, acknowledged = row
     outputs = decode_outputs(stored) if stored is not None else None
+    received = datetime.fromisoformat(received_at).astimezone(UTC)
+    return KnownPlan(plan_id, first_event_id, fingerprint, received, outputs, bool(acknowledged))
+
+
+def known_plan_to_claim(plan_id: str, row: tuple[Any, ...]) -> KnownPlan:
+    """A row of SELECT_PLAN_TO_CLAIM: an acknowledged plan's outputs are () (decided, and
+    not read: a claim never republishes them)."""
+    first_event_id, fingerprint, received_at, stored, decided, acknowledged = row
+    if stored is not None:
+        outputs: tuple[OutputEvent, ...] | None = decode_outputs(stored)
+    else:
+        outputs = () if decided else None
     received = datetime.fromisoformat(received_at).astimezone(UTC)
     return KnownPlan(plan_id, first_event_id, fingerprint, received, outputs, bool(acknowledged))
 

@@ -13,7 +13,7 @@ and every order's terminal state after the phase.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -39,6 +39,7 @@ from rebalance_stream.operators.order_placement import (
     OrderPlacer,
     PlacementHooks,
 )
+from rebalance_stream.operators.order_pool import OrderPool, PlanTasks
 from rebalance_stream.operators.order_results import (
     skipped_result,
     slippage_bps,
@@ -166,8 +167,10 @@ class PlanOrderExecutor:
         *,
         watch: OrderWatch | None = None,
         kill_switch: Callable[[], KillSwitch] = always_active,
+        pool: OrderPool | None = None,
     ) -> None:
         self._broker = broker
+        self._pool = pool or OrderPool()
         self._config = config
         self._clock = clock
         self._sleep = sleep
@@ -186,15 +189,15 @@ class PlanOrderExecutor:
         sells = _by_priority(plan.items, TradeAction.SELL)
         buys = _by_priority(plan.items, TradeAction.BUY)
         timings: dict[str, int] = {}
-        with ThreadPoolExecutor(max_workers=self._config.max_concurrent_orders) as pool:
+        with self._pool.plan_tasks(self._config.max_concurrent_orders) as pool:
             started = self._clock()
             deadline = started + timedelta(seconds=self._config.plan_deadline_s)
             symbols = [item.symbol for item in [*sells, *buys]]
             latest = pool.submit(self._broker.get_latest_prices, symbols)
             held = pool.submit(self._broker.get_positions) if sells else None
             quotes = self._broker.get_quotes(symbols)
-            known = latest.result()
-            positions = held.result() if held is not None else {}
+            known = pool.result(latest)
+            positions = pool.result(held) if held is not None else {}
             prices: dict[str, Decimal | None] = {s: known.get(s) for s in symbols}
             denial = check_prices(prices, quotes, self._config.price_sanity)
             if denial is not None:
@@ -203,15 +206,16 @@ class PlanOrderExecutor:
                     (), {"price_check": elapsed_ms(started, self._clock())}, denial
                 )
             run = _PlanRun(plan, deadline, prices, quotes, positions, look_up_first)
-            prepared_sells = list(pool.map(lambda item: self._prepare(run, item), sells))
+            preparing_sells = [pool.submit(self._prepare, run, item) for item in sells]
+            prepared_sells = [pool.result(future) for future in preparing_sells]
             selling = self._start_phase(pool, run, prepared_sells)
             # The buys are sized while the sells run (on the slots the sells leave free): their
             # prices are the plan's, and neither their assets nor their orders depend on them.
             buys_prepared = [pool.submit(self._prepare, run, item) for item in buys]
-            sell_results = self._finish_phase(selling)
+            sell_results = self._finish_phase(pool, selling)
             after_sells = self._clock()
             timings["sells"] = elapsed_ms(started, after_sells)
-            prepared_buys = [future.result() for future in buys_prepared]
+            prepared_buys = [pool.result(future) for future in buys_prepared]
             within = self._fit_buying_power(prepared_buys, deadline)
             after_wait = self._clock()
             timings["buying_power_wait"] = elapsed_ms(after_sells, after_wait)
@@ -223,13 +227,13 @@ class PlanOrderExecutor:
         return OrdersOutcome(ordered, timings)
 
     def _run_phase(
-        self, pool: ThreadPoolExecutor, run: _PlanRun, prepared: list[PreparedOrder]
+        self, pool: PlanTasks, run: _PlanRun, prepared: list[PreparedOrder]
     ) -> list[OrderResult]:
         """Record the phase's new orders as intents, run every order, record the terminals."""
-        return self._finish_phase(self._start_phase(pool, run, prepared))
+        return self._finish_phase(pool, self._start_phase(pool, run, prepared))
 
     def _start_phase(
-        self, pool: ThreadPoolExecutor, run: _PlanRun, prepared: list[PreparedOrder]
+        self, pool: PlanTasks, run: _PlanRun, prepared: list[PreparedOrder]
     ) -> list[Future[ItemOutcome]]:
         """Record the phase's new orders as intents, then start every order on the pool."""
         fresh = [p.sized for p in prepared if not p.existing and p.sized.skip is None]
@@ -238,9 +242,11 @@ class PlanOrderExecutor:
             self._recording.journal.record_intents(intents)
         return [pool.submit(self._run, run, p) for p in prepared]
 
-    def _finish_phase(self, running: list[Future[ItemOutcome]]) -> list[OrderResult]:
+    def _finish_phase(
+        self, pool: PlanTasks, running: list[Future[ItemOutcome]]
+    ) -> list[OrderResult]:
         """Wait for every order of the phase; record their terminal states."""
-        outcomes = [future.result() for future in running]
+        outcomes = [pool.result(future) for future in running]
         terminals = [t for outcome in outcomes for t in terminals_of(outcome.placed)]
         if terminals:
             self._recording.journal.record_terminals(terminals)

@@ -59,6 +59,10 @@ class RequestHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         length = self.headers.get("Content-Length", "0")
         body = self.rfile.read(int(length)) if length.isdigit() else b""
+        if length.isdigit() and len(body) < int(length):
+            # The client went away mid-body (a killed process): as a real server, answer nothing.
+            self.close_connection = True
+            return
         headers = {name.lower(): value for name, value in self.headers.items()}
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         try:

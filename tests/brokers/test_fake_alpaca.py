@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import pytest
@@ -182,6 +184,26 @@ def test_submit_market_buy_fills_at_ask_and_records_alpaca_pys_raw_body(
     stored = server.engine.order(str(order.id))
     assert stored is not None
     assert stored.raw_body == server.order_requests()[0]
+
+
+def test_an_order_post_cut_off_mid_body_is_not_handled(
+    server: FakeAlpacaServer, client: Any
+) -> None:
+    """A client killed while it sends: the venue never sees a whole order, so none is made."""
+    body = b'{"symbol": "SPY", "qty": 1, "side": "buy", "type": "market"}'
+    host, port = urlsplit(server.base_url).hostname, urlsplit(server.base_url).port
+    with socket.create_connection((host, port)) as connection:
+        head = (
+            f"POST /v2/orders HTTP/1.1\r\nHost: {host}\r\nAPCA-API-KEY-ID: {KEY_ID}\r\n"
+            f"APCA-API-SECRET-KEY: {SECRET}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        connection.sendall(head.encode() + body[:10])
+        connection.shutdown(socket.SHUT_WR)
+        assert connection.recv(1024) == b""  # closed, no reply
+
+    assert server.order_posts() == []
+    client.submit_order(market("SPY", "1"))
+    assert [status for _, status in server.order_posts()] == [200]
 
 
 def test_submit_order_request_qty_past_float_precision_arrives_rounded(

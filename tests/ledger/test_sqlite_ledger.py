@@ -85,6 +85,28 @@ def test_sqlite_ledger_reopened_keeps_claims_intents_outcomes_and_acknowledgemen
     reopened.close()
 
 
+def test_sqlite_ledger_claims_never_read_an_acknowledged_plans_outputs(path: Path) -> None:
+    """A replay of acknowledged plans reads no outputs: bytes that cannot be decoded do not
+    matter there, while an unacknowledged plan's are decoded to be republished."""
+    ledger = SqliteLedger(path)
+    for plan_id in ("acked", "decided"):
+        ledger.claim(plan_claim(plan_id))
+    ledger.record_outcomes([outcome("acked"), outcome("decided")])
+    ledger.mark_acknowledged(["acked"])
+    ledger.close()
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute("UPDATE plans SET outputs = X'00' WHERE plan_id = 'acked'")
+        connection.commit()
+
+    reopened = SqliteLedger(path)
+
+    acked = reopened.claim(plan_claim("acked"))
+    assert acked == Claim(ClaimStatus.DUPLICATE_EVENT, "evt-acked", T0)
+    republished = reopened.claim(plan_claim("decided"))
+    assert wire(republished.outputs) == wire(outputs_for("decided"))
+    reopened.close()
+
+
 def test_sqlite_ledger_after_restart_resumes_an_undecided_plan_once(path: Path) -> None:
     ledger = SqliteLedger(path)
     ledger.claim(plan_claim("p1", received_at=T0.astimezone(NEW_YORK)))
