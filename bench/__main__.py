@@ -257,7 +257,7 @@ def reductions_of(sizes: Sizes) -> dict[str, dict[str, Any]]:
 def config_of(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
     return {
         "processing_guarantee": "at_least_once",
-        "ledger": "sqlite (synchronous FULL, outcome_batch_ms 20)",
+        "ledger": "sqlite (synchronous FULL, outcome_batch_ms 0: natural group commit)",
         "input_partitions": INPUT_PARTITIONS,
         "accounts": ACCOUNTS,
         "items_per_plan": ITEMS_PER_PLAN,

@@ -33,6 +33,10 @@ class DailyNotional:
         self._expected: dict[str, tuple[DayKey, Decimal]] = {}
         self._newest_day: date | None = None
 
+    def kept(self, account_id: str, day: date) -> Decimal | None:
+        """The day's running total, or None when it has not been read (or was dropped)."""
+        return self._totals.get((account_id, day))
+
     def total(self, account_id: str, day: date, load: Callable[[], Decimal]) -> Decimal:
         """The day's total, from ``load`` (the store's exact sum) the first time it is asked."""
         key = (account_id, day)

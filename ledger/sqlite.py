@@ -1,7 +1,9 @@
 """SqliteLedger: the durable ledger, one SQLite file in WAL mode, owned by one process.
 
 Claims, their event_ids and acknowledgements are buffered in memory, visible to later claims,
-and written with the next write transaction or by ``flush``. Losing that buffer in a crash is
+and written with the next write transaction or by ``flush``. The in-memory state has a lock
+of its own that is never held while SQLite works: a thread that waits for the file (a write's
+fsync, a claim's lookup) blocks no other thread's buffered work. Losing that buffer in a crash is
 safe: a claim without recorded intents sent no order, and its redelivered event is claimed
 again; a lost acknowledgement only republishes the recorded outputs, byte for byte. Intents and
 outcomes are durable when their call returns. Decimals are exact text, timestamps UTC ISO text.
@@ -42,6 +44,7 @@ from rebalance_stream.ledger.sqlite_schema import (
     INSERT_INTENT,
     INSERT_PLAN,
     SCHEMA_VERSION,
+    SELECT_EVENT_PLAN,
     SELECT_NOTIONAL,
     SELECT_OPEN_INTENTS,
     SELECT_PLAN_TO_CLAIM,
@@ -96,10 +99,26 @@ class _Pending:
         connection.executemany(ACKNOWLEDGE, [(plan_id,) for plan_id in self.acks])
         connection.executemany(UPSERT_TERMINAL, self.terminals.values())
 
+    def then(self, newer: _Pending) -> _Pending:
+        """This buffer with ``newer`` buffered after it (a failed write is buffered again)."""
+        return _Pending(
+            {**self.plans, **newer.plans},
+            {**self.events, **newer.events},
+            {**self.acks, **newer.acks},
+            {**self.terminals, **newer.terminals},
+        )
+
+
+_EMPTY = _Pending()
+
 
 class SqliteLedger:
-    """A Ledger in one SQLite file; one connection behind one lock, safe across threads.
+    """A Ledger in one SQLite file, safe across threads.
 
+    Two connections: one writes, one transaction at a time, and one reads for claims. The
+    in-memory state (buffered rows, plans in flight, running notional totals) has its own
+    lock, never held while SQLite works. A buffer being written stays readable until it is
+    committed; a claim that read the file while a write committed reads it again.
     ``transactions`` counts the write transactions committed since open (schema setup aside).
     """
 
@@ -117,25 +136,32 @@ class SqliteLedger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._max_pending = max_pending
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
         self._pending = _Pending()
+        self._writing = _EMPTY
+        self._commits = 0
         self._in_flight: set[str] = set()
         self._ack_inbox: deque[str] = deque()
         self._notional = DailyNotional()
-        self._transactions = 0
         self._closed = False
-        self._connection = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
+        self._connection = self._connect()
         try:
             configure(self._connection, pragma)
             migrate(self._connection)
+            self._reader = self._connect()
         except BaseException:
             self._connection.close()
             raise
 
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+
     @property
     def transactions(self) -> int:
-        return self._transactions
+        return self._commits
 
     def claim(self, request: PlanClaim) -> Claim:
         """Decide with ``decide_claim``; a NEW claim is buffered until the next write.
@@ -144,19 +170,38 @@ class SqliteLedger:
         copy of its first event is then a duplicate, while after a restart it resumes once.
         """
         received_at = timestamp_text(request.received_at)
-        with self._lock:
-            known = self._known(request.plan_id)
-            event_plan_id = self._event_plan_id(request.event_id)
-            in_flight = request.plan_id in self._in_flight
-            answer = decide_claim(request, known, event_plan_id, in_flight_here=in_flight)
-            if answer.status in CLAIMED:
-                self._in_flight.add(request.plan_id)
-            if answer.status is ClaimStatus.NEW:
-                self._pending.add_claim(request, received_at)
-            if answer.status is not ClaimStatus.EVENT_ID_REUSED and event_plan_id is None:
-                self._pending.events[request.event_id] = request.plan_id
-            self._flush_when_full()
-            return answer
+        stored: tuple[int, KnownPlan | None, str | None] | None = None
+        while True:
+            with self._lock:
+                self._take_acks()
+                known = self._buffered_plan(request.plan_id)
+                event_plan_id = self._buffered_event(request.event_id)
+                looked_up = stored is not None and stored[0] == self._commits
+                if stored is not None and looked_up:
+                    known = known or self._with_buffered_ack(stored[1])
+                    event_plan_id = event_plan_id or stored[2]
+                if looked_up or (known is not None and event_plan_id is not None):
+                    answer = self._decide(request, received_at, known, event_plan_id)
+                    break
+                commits = self._commits
+            # Read outside the lock; if a write commits meanwhile, the loop reads again.
+            stored = (commits, *self._stored(request.plan_id, request.event_id))
+        self._flush_when_full()
+        return answer
+
+    def _decide(
+        self, request: PlanClaim, received_at: str, known: KnownPlan | None, event_plan: str | None
+    ) -> Claim:
+        """Under the lock: the answer, and the buffered rows and in-flight mark it implies."""
+        in_flight = request.plan_id in self._in_flight
+        answer = decide_claim(request, known, event_plan, in_flight_here=in_flight)
+        if answer.status in CLAIMED:
+            self._in_flight.add(request.plan_id)
+        if answer.status is ClaimStatus.NEW:
+            self._pending.add_claim(request, received_at)
+        if answer.status is not ClaimStatus.EVENT_ID_REUSED and event_plan is None:
+            self._pending.events[request.event_id] = request.plan_id
+        return answer
 
     def release(self, plan_ids: Sequence[str]) -> None:
         """Not decided here now: the plans' first events resume them (nothing is written)."""
@@ -167,18 +212,22 @@ class SqliteLedger:
         """Write the buffered claims and the intents in one transaction; durable on return."""
         rows = [intent_row(intent) for intent in intents]
         order_ids = [intent.client_order_id for intent in intents]
-        with self._lock:
-            if rows or self._pending:
+        with self._write_lock:
+            with self._lock:
+                self._take_acks()
+                if not rows and not self._pending:
+                    return
                 ended = any(order_id in self._pending.terminals for order_id in order_ids)
-                inserted, ended_before = self._transaction(
-                    lambda connection: (
-                        connection.executemany(INSERT_INTENT, rows).rowcount,
-                        has_terminal(connection, order_ids),
-                    )
+            inserted, ended_before = self._transaction(
+                lambda connection: (
+                    connection.executemany(INSERT_INTENT, rows).rowcount,
+                    has_terminal(connection, order_ids),
                 )
-                # A row kept from before, or a terminal recorded ahead of its intent: the
-                # running total cannot follow, so it is read again.
-                all_new = inserted == len(rows) and not (ended or ended_before)
+            )
+            # A row kept from before, or a terminal recorded ahead of its intent: the
+            # running total cannot follow, so it is read again.
+            all_new = inserted == len(rows) and not (ended or ended_before)
+            with self._lock:
                 self._notional.intents_recorded(intents, all_new=all_new)
 
     def record_terminals(self, terminals: Sequence[OrderTerminal]) -> None:
@@ -189,12 +238,17 @@ class SqliteLedger:
             for terminal in terminals:
                 self._pending.terminals[terminal.client_order_id] = terminal_row(terminal)
             self._notional.terminals_recorded(terminals)
-            self._flush_when_full()
+        self._flush_when_full()
 
     def notional_used(self, account_id: str, day: date) -> Decimal:
         """Exact, in Decimal: filled notional of terminal orders, else expected. Summed from the
         file once per account and day, then kept as a running total (``DailyNotional``)."""
         with self._lock:
+            kept = self._notional.kept(account_id, day)
+        if kept is not None:
+            return kept
+        # The sum is read with no write running, so that no total is kept without a write.
+        with self._write_lock, self._lock:
             return self._notional.total(
                 account_id, day, lambda: self._sum_notional(account_id, day)
             )
@@ -213,20 +267,25 @@ class SqliteLedger:
 
     def open_intents(self) -> list[OrderIntent]:
         """Intents with no terminal state on record, oldest first."""
-        with self._lock:
+        with self._write_lock:
             rows = self._connection.execute(SELECT_OPEN_INTENTS).fetchall()
-            intents = [intent_of_row(row) for row in rows]
-            return [i for i in intents if i.client_order_id not in self._pending.terminals]
+            with self._lock:
+                buffered = set(self._pending.terminals)
+        intents = [intent_of_row(row) for row in rows]
+        return [i for i in intents if i.client_order_id not in buffered]
 
     def record_outcomes(self, outcomes: Sequence[PlanOutcome]) -> list[tuple[OutputEvent, ...]]:
         """Write the buffered rows and the outcomes in one transaction, first writer wins."""
-        with self._lock:
-            if not outcomes and not self._pending:
-                return []
+        with self._write_lock:
+            with self._lock:
+                self._take_acks()
+                if not outcomes and not self._pending:
+                    return []
             on_record = self._transaction(
                 lambda connection: [record_outcome(connection, o) for o in outcomes]
             )
-            self._in_flight.difference_update(outcome.plan_id for outcome in outcomes)
+            with self._lock:
+                self._in_flight.difference_update(outcome.plan_id for outcome in outcomes)
             return on_record
 
     def mark_acknowledged(self, plan_ids: Sequence[str]) -> None:
@@ -237,81 +296,97 @@ class SqliteLedger:
     def expire(self, before: datetime) -> int:
         """Flush, then forget plans first received before ``before`` with their rows."""
         cutoff = timestamp_text(before)
-        with self._lock:
+        with self._write_lock:
             expired = self._transaction(lambda connection: expire_rows(connection, cutoff))
-            self._in_flight.difference_update(expired)
-            self._notional.forget()
+            with self._lock:
+                self._in_flight.difference_update(expired)
+                self._notional.forget()
             return len(expired)
 
     def flush(self) -> None:
         """Write the buffered rows, if any, in one transaction."""
-        with self._lock:
+        with self._write_lock:
             self._flush()
 
     def close(self) -> None:
         """Flush, then close the file. Closing twice is harmless."""
-        with self._lock:
+        with self._write_lock:
             if self._closed:
                 return
             self._closed = True
             try:
                 self._flush()
             finally:
+                with self._read_lock:
+                    self._reader.close()
                 self._connection.close()
 
     def _take_acks(self) -> None:
-        """Move the acknowledgements that arrived without the lock into the buffer."""
+        """Under the lock: move the acknowledgements that arrived without it into the buffer."""
         inbox = self._ack_inbox
         while inbox:
             self._pending.acks[inbox.popleft()] = None
 
-    def _known(self, plan_id: str) -> KnownPlan | None:
-        self._take_acks()
-        pending = self._pending.plans.get(plan_id)
-        if pending is not None:
-            return pending[0]
-        row = self._connection.execute(SELECT_PLAN_TO_CLAIM, (plan_id,)).fetchone()
-        if row is None:
-            return None
-        known = known_plan_to_claim(plan_id, row)
-        # Outputs change only in a transaction, which also writes the buffered acks first.
-        if known.outputs is not None and plan_id in self._pending.acks:
+    def _buffered_plan(self, plan_id: str) -> KnownPlan | None:
+        for buffer in (self._pending, self._writing):
+            found = buffer.plans.get(plan_id)
+            if found is not None:
+                return found[0]
+        return None
+
+    def _buffered_event(self, event_id: str) -> str | None:
+        return self._pending.events.get(event_id) or self._writing.events.get(event_id)
+
+    def _with_buffered_ack(self, known: KnownPlan | None) -> KnownPlan | None:
+        """A plan read from the file, acknowledged if its acknowledgement is still buffered
+        (outputs change only in a transaction, which writes the buffered acks first)."""
+        if known is None or known.outputs is None or known.acknowledged:
+            return known
+        if known.plan_id in self._pending.acks or known.plan_id in self._writing.acks:
             return replace(known, acknowledged=True)
         return known
 
-    def _event_plan_id(self, event_id: str) -> str | None:
-        pending = self._pending.events.get(event_id)
-        if pending is not None:
-            return pending
-        row = self._connection.execute("SELECT plan_id FROM events WHERE event_id = ?", (event_id,))
-        found = row.fetchone()
-        return None if found is None else str(found[0])
+    def _stored(self, plan_id: str, event_id: str) -> tuple[KnownPlan | None, str | None]:
+        """The plan and the event's plan_id as the file has them, on the reading connection."""
+        with self._read_lock:
+            row = self._reader.execute(SELECT_PLAN_TO_CLAIM, (plan_id,)).fetchall()
+            event = self._reader.execute(SELECT_EVENT_PLAN, (event_id,)).fetchall()
+        known = known_plan_to_claim(plan_id, row[0]) if row else None
+        return known, str(event[0][0]) if event else None
 
     def _flush_when_full(self) -> None:
         if len(self._pending) >= self._max_pending:
-            self._flush()
+            self.flush()
 
     def _flush(self) -> None:
-        self._take_acks()
-        if self._pending:
+        """Under the write lock."""
+        with self._lock:
+            self._take_acks()
+            empty = not self._pending
+        if not empty:
             self._transaction(lambda connection: None)
 
     def _transaction(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Write the buffer, then ``work``, in one transaction; the lock is held by the caller.
-
-        The buffer is cleared only after COMMIT: a failed write keeps it for the next one.
-        """
-        self._take_acks()
+        """Write the buffer, then ``work``, in one transaction; the write lock is held by the
+        caller. The buffer stays readable until COMMIT; a failed write buffers it again."""
+        with self._lock:
+            self._take_acks()
+            batch, self._pending = self._pending, _Pending()
+            self._writing = batch
         connection = self._connection
-        connection.execute("BEGIN IMMEDIATE")
         try:
-            self._pending.write(connection)
+            connection.execute("BEGIN IMMEDIATE")
+            batch.write(connection)
             result = work(connection)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
+            with self._lock:
+                self._pending = batch.then(self._pending)
+                self._writing = _EMPTY
             raise
-        self._pending = _Pending()
-        self._transactions += 1
+        with self._lock:
+            self._writing = _EMPTY
+            self._commits += 1
         return result

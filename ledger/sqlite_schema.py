@@ -67,6 +67,7 @@ INSERT_PLAN = (
     " first_received_at, acknowledged) VALUES (?, ?, ?, ?, ?, 0)"
 )
 INSERT_EVENT = "INSERT INTO events (event_id, plan_id) VALUES (?, ?)"
+SELECT_EVENT_PLAN = "SELECT plan_id FROM events WHERE event_id = ?"
 ACKNOWLEDGE = "UPDATE plans SET acknowledged = 1 WHERE plan_id = ? AND outputs IS NOT NULL"
 # First intent wins and the last terminal wins, as in memory.
 INSERT_INTENT = (

@@ -59,15 +59,16 @@ def record_outcomes(
 ) -> Op[Disposition, Disposition]:
     """Put each plan's outputs on record; emit each Disposition with the outputs on record.
 
-    With ``window_s`` 0, one write per disposition, in the caller's thread. Otherwise the
-    dispositions of up to ``window_s`` seconds (at most ``max_batch``) share one write: a
-    group commit that costs at most ``window_s`` of latency. Safe with concurrent upstream
-    threads; nothing is dropped. A failing ledger errors the stream: without a record,
-    publishing could not promise the same bytes twice.
+    Group commit: the dispositions that arrive while a write runs share the next write (at
+    most ``max_batch``), which starts on ``scheduler`` as soon as the previous one ends, or
+    ``window_s`` after its first disposition when ``window_s`` > 0. With neither a window nor
+    a scheduler, one write per disposition in the caller's thread. Emitted in arrival order;
+    safe with concurrent upstream threads; nothing is dropped. A failing ledger errors the
+    stream: without a record, publishing could not promise the same bytes twice.
 
     -d1-d2-d3-|   ->   -d1-d2-d3-|   (d2 resumed a plan recorded before: d2 keeps that record)
     """
-    if window_s <= 0:
+    if window_s <= 0 and scheduler is None:
         return ops.map(lambda disposition: settle_outcomes(store, [disposition])[0])
 
     def operator(source: Observable[Disposition]) -> Observable[Disposition]:
@@ -90,7 +91,13 @@ def record_outcomes(
 
 
 class _GroupCommit:
-    """Collects dispositions and settles them together, when the window ends or it is full."""
+    """Collects dispositions and settles them together: when the scheduled write starts (at
+    once, or when the window ends) or when the batch is full.
+
+    ``_lock`` guards the pending list and is never held while the ledger writes, so that
+    upstream threads keep adding to the next batch; ``_writing`` serializes the writes and
+    the emissions, so that batches are written and emitted in the order they were taken.
+    """
 
     def __init__(
         self,
@@ -105,8 +112,10 @@ class _GroupCommit:
         self._timers = timers
         self._window_s = window_s
         self._max_batch = max_batch
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # a scheduler may run the write in on_next's thread
+        self._writing = threading.RLock()
         self._pending: list[Disposition] = []
+        self._scheduled = False
         self._stopped = False
         self.timer = SerialDisposable()
 
@@ -115,42 +124,54 @@ class _GroupCommit:
             if self._stopped:
                 return
             self._pending.append(disposition)
-            if len(self._pending) >= self._max_batch:
-                self._flush()
-            elif len(self._pending) == 1:
-                self.timer.disposable = self._timers.schedule_relative(
-                    self._window_s, lambda _scheduler, _state: self._flush_on_timer()
-                )
+            full = len(self._pending) >= self._max_batch
+            if not full and not self._scheduled:
+                # Under the lock: a write that ran already is never replaced by one that has not.
+                self._scheduled = True
+                self.timer.disposable = self._schedule_write()
+        if full:
+            self._flush()
+
+    def _schedule_write(self) -> DisposableBase:
+        def write(_scheduler: SchedulerBase, _state: object) -> None:
+            self._flush()
+
+        if self._window_s > 0:
+            return self._timers.schedule_relative(self._window_s, write)
+        return self._timers.schedule(write)
 
     def on_error(self, error: Exception) -> None:
-        with self._lock:
+        with self._writing:
             if self._flush():
-                self._stopped = True
+                self._stop()
                 self._observer.on_error(error)
 
     def on_completed(self) -> None:
-        with self._lock:
+        with self._writing:
             if self._flush():
-                self._stopped = True
+                self._stop()
                 self._observer.on_completed()
 
-    def _flush_on_timer(self) -> None:
+    def _stop(self) -> None:
         with self._lock:
-            self._flush()
+            self._stopped = True
 
     def _flush(self) -> bool:
         """Settle and emit what is pending; False when the ledger failed (the stream errored)."""
-        if self._stopped:
-            return False
-        batch, self._pending = self._pending, []
-        if not batch:
+        with self._writing:
+            with self._lock:
+                if self._stopped:
+                    return False
+                batch, self._pending = self._pending, []
+                self._scheduled = False
+            if not batch:
+                return True
+            try:
+                settled = settle_outcomes(self._store, batch)
+            except Exception as exc:  # the ledger is gone: no record, so nothing may be published
+                self._stop()
+                self._observer.on_error(exc)
+                return False
+            for disposition in settled:
+                self._observer.on_next(disposition)
             return True
-        try:
-            settled = settle_outcomes(self._store, batch)
-        except Exception as exc:  # the ledger is gone: no record, so nothing may be published
-            self._stopped = True
-            self._observer.on_error(exc)
-            return False
-        for disposition in settled:
-            self._observer.on_next(disposition)
-        return True

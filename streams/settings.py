@@ -82,8 +82,9 @@ class Settings(BaseSettings):
     input partition when it is assigned (``ledger_changelog``)."""
     ledger_retention_days: Annotated[int, Field(ge=1)] = 30
     ledger_synchronous: Literal["FULL", "NORMAL"] = "FULL"
-    outcome_batch_ms: Annotated[int, Field(ge=0)] = 20
-    """How long decided outcomes wait to share one ledger write (a group commit)."""
+    outcome_batch_ms: Annotated[int, Field(ge=0)] = 0
+    """Decided outcomes share ledger writes (a group commit): 0 starts a write as soon as the
+    previous one ends, with every outcome decided meanwhile; N > 0 waits N ms after the first."""
 
     treat_partial_execution_as_failure: bool = True
     market_clock_failure: MarketClockFailure = MarketClockFailure.FAIL

@@ -408,6 +408,36 @@ def test_sqlite_ledger_refuses_naive_timestamps_before_buffering(path: Path) -> 
 # -- threads ---------------------------------------------------------------------------------
 
 
+class ClaimRacedByAWrite(SqliteLedger):
+    """Right after a claim has read the file, another claim of the same plan is buffered and
+    written: the first claim's reading is then stale, and its buffer check saw nothing."""
+
+    raced = False
+
+    def _stored(self, plan_id: str, event_id: str) -> tuple[Any, str | None]:
+        found = super()._stored(plan_id, event_id)
+        if not self.raced:
+            self.raced = True
+            self.other = self.claim(plan_claim(plan_id, event_id="evt-other"))
+            self.flush()
+        return found
+
+
+def test_sqlite_ledger_claim_reads_again_when_a_write_commits_during_its_read(
+    path: Path,
+) -> None:
+    """Claims read the file outside the ledger's lock; a write that commits meanwhile makes
+    the claim read again, so a plan is never claimed NEW twice."""
+    ledger = ClaimRacedByAWrite(path)
+
+    first = ledger.claim(plan_claim("p1"))
+
+    assert ledger.other.status is ClaimStatus.NEW
+    assert first == Claim(ClaimStatus.DUPLICATE_PLAN, "evt-other", T0)
+    assert query(path, "SELECT plan_id, first_event_id FROM plans") == [("p1", "evt-other")]
+    ledger.close()
+
+
 def test_sqlite_ledger_threads_claiming_and_recording_lose_nothing(path: Path) -> None:
     ledger = SqliteLedger(path)
     statuses: list[ClaimStatus] = []

@@ -168,3 +168,41 @@ def test_record_outcomes_concurrent_producers_lose_nothing_and_share_writes() ->
     assert sorted(d.plan_id or "" for d in out) == sorted(plan_ids)
     assert sum(store.writes) == len(plan_ids)
     assert len(store.writes) < len(plan_ids)
+
+
+class BlockingStore(CountingStore):
+    """Its first write waits until ``release`` is set; ``writing`` says it has started."""
+
+    def __init__(self, *plan_ids: str) -> None:
+        super().__init__(*plan_ids)
+        self.writing = threading.Event()
+        self.release = threading.Event()
+
+    def record_outcomes(self, outcomes: Any) -> list[tuple[OutputEvent, ...]]:
+        if not self.writing.is_set():
+            self.writing.set()
+            assert self.release.wait(10.0)
+        return super().record_outcomes(outcomes)
+
+
+def test_record_outcomes_without_a_window_what_arrives_during_a_write_shares_the_next() -> None:
+    """Natural group commit: a lone outcome is written at once, and the outcomes decided
+    while that write runs go into the next write together, in arrival order."""
+    store = BlockingStore("p1", "p2", "p3", "p4")
+    source: reactivex.subject.Subject[Disposition] = reactivex.subject.Subject()
+    out: list[str] = []
+    done = threading.Event()
+    source.pipe(record_outcomes(store, scheduler=ThreadPoolScheduler(2))).subscribe(
+        lambda d: out.append(d.plan_id or ""), on_completed=done.set
+    )
+
+    source.on_next(decided("p1", 1))
+    assert store.writing.wait(10.0)
+    for offset, plan_id in enumerate(["p2", "p3", "p4"], start=2):
+        source.on_next(decided(plan_id, offset))
+    store.release.set()
+    source.on_completed()
+
+    assert done.wait(10.0)
+    assert out == ["p1", "p2", "p3", "p4"]
+    assert store.writes == [1, 3]
