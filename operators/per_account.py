@@ -27,11 +27,13 @@ def serialize_by_account(
     """Run ``inner`` on each envelope, one envelope per account at a time, in arrival order.
 
     -a1-a2-b1-|   ->   -b1'-a1'-a2'-|   (a2 waits for a1; b1 runs beside them)
-    ``scheduler`` is where ``inner`` runs, for example a ThreadPoolScheduler for blocking I/O.
+    ``scheduler`` is where ``inner`` runs, for example a ThreadPoolScheduler for blocking I/O;
+    an envelope settled already (a duplicate, a failure) passes ``inner`` in the caller's
+    thread: there is nothing left to block on.
     """
 
     def run_one(envelope: Envelope[Any]) -> Observable[Envelope[Any]]:
-        return reactivex.just(envelope, scheduler).pipe(inner)
+        return reactivex.just(envelope, None if envelope.is_settled else scheduler).pipe(inner)
 
     def lane(group: Observable[Envelope[Any]]) -> Observable[Envelope[Any]]:
         return group.pipe(ops.concat_map(run_one))

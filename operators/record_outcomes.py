@@ -120,6 +120,8 @@ class _GroupCommit:
         self.timer = SerialDisposable()
 
     def on_next(self, disposition: Disposition) -> None:
+        if _plan_outcome(disposition) is None and self._pass_when_idle(disposition):
+            return
         with self._lock:
             if self._stopped:
                 return
@@ -131,6 +133,20 @@ class _GroupCommit:
                 self.timer.disposable = self._schedule_write()
         if full:
             self._flush()
+
+    def _pass_when_idle(self, disposition: Disposition) -> bool:
+        """Emit a disposition with nothing to record (a duplicate) at once, in this thread,
+        when no write runs and none waits: it cannot overtake anything."""
+        if not self._writing.acquire(blocking=False):
+            return False
+        try:
+            with self._lock:
+                idle = not self._pending and not self._stopped
+            if idle:
+                self._observer.on_next(disposition)
+            return idle
+        finally:
+            self._writing.release()
 
     def _schedule_write(self) -> DisposableBase:
         def write(_scheduler: SchedulerBase, _state: object) -> None:

@@ -164,3 +164,24 @@ def test_account_lane_undecided_envelope_without_event_is_the_settled_lane() -> 
 
     assert account_lane(undecoded) == SETTLED_LANE
     assert account_lane(plan_envelope(1, "acct-a")) == "account:acct-a"
+
+
+def test_serialize_by_account_settled_envelopes_stay_on_the_callers_thread() -> None:
+    """Nothing is left to block on for a settled envelope: no hop to the scheduler's threads."""
+    threads: dict[int, int] = {}
+
+    def note_thread(envelope: Envelope[Any]) -> None:
+        threads[envelope.position.offset] = threading.get_ident()
+
+    skipped = settled_envelope(11, Skipped("DUPLICATE_EVENT", "seen before"))
+    scheduler = ThreadPoolScheduler(2)
+    op = serialize_by_account(ops.do_action(note_thread), scheduler)
+    done = threading.Event()
+    reactivex.from_iterable([plan_envelope(0, "acct-a"), skipped]).pipe(op).subscribe(
+        on_completed=done.set
+    )
+    assert done.wait(10.0)
+    scheduler.executor.shutdown()
+
+    assert threads[11] == threading.get_ident()
+    assert threads[0] != threading.get_ident()

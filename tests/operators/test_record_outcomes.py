@@ -206,3 +206,28 @@ def test_record_outcomes_without_a_window_what_arrives_during_a_write_shares_the
     assert done.wait(10.0)
     assert out == ["p1", "p2", "p3", "p4"]
     assert store.writes == [1, 3]
+
+
+def test_record_outcomes_a_duplicate_passes_at_once_when_idle_and_never_overtakes() -> None:
+    store = BlockingStore("p1")
+    source: reactivex.subject.Subject[Disposition] = reactivex.subject.Subject()
+    out: list[tuple[int, str]] = []
+    done = threading.Event()
+    source.pipe(record_outcomes(store, scheduler=ThreadPoolScheduler(2))).subscribe(
+        lambda d: out.append((d.position.offset, d.plan_id or "")), on_completed=done.set
+    )
+
+    def duplicate(offset: int) -> Disposition:
+        return replace(decided("p1", offset), owns_outcome=False, outputs=())
+
+    source.on_next(duplicate(1))
+    assert out == [(1, "p1")]  # written nowhere, emitted in this thread before on_next returned
+    source.on_next(decided("p1", 2))
+    assert store.writing.wait(10.0)
+    source.on_next(duplicate(3))  # the write of offset 2 runs: offset 3 waits behind it
+    store.release.set()
+    source.on_completed()
+
+    assert done.wait(10.0)
+    assert out == [(1, "p1"), (2, "p1"), (3, "p1")]
+    assert store.writes == [1]
