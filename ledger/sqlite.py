@@ -17,7 +17,7 @@ import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -35,28 +35,22 @@ from rebalance_stream.ledger.protocol import (
     PlanOutcome,
     decide_claim,
 )
+from rebalance_stream.ledger.sqlite_buffer import NOTHING_PENDING, IntentWrite, PendingRows
 from rebalance_stream.ledger.sqlite_schema import (
-    ACKNOWLEDGE,
     BUSY_TIMEOUT_S,
     CLAIMED,
     DEFAULT_MAX_PENDING,
-    INSERT_EVENT,
-    INSERT_INTENT,
-    INSERT_PLAN,
     SCHEMA_VERSION,
     SELECT_EVENT_PLAN,
     SELECT_NOTIONAL,
     SELECT_OPEN_INTENTS,
     SELECT_PLAN_TO_CLAIM,
     SYNCHRONOUS,
-    UPSERT_TERMINAL,
     LedgerError,
     LedgerSchemaError,
     configure,
     expire_rows,
-    has_terminal,
     intent_of_row,
-    intent_row,
     known_plan_to_claim,
     migrate,
     notional,
@@ -69,47 +63,6 @@ from rebalance_stream.ledger.sqlite_schema import (
 __all__ = ["SCHEMA_VERSION", "LedgerError", "LedgerSchemaError", "SqliteLedger"]
 
 _T = TypeVar("_T")
-
-
-@dataclass
-class _Pending:
-    """Rows claimed but not yet written; each plan with its insert row."""
-
-    plans: dict[str, tuple[KnownPlan, tuple[str, ...]]] = field(default_factory=dict)
-    events: dict[str, str] = field(default_factory=dict)
-    acks: dict[str, None] = field(default_factory=dict)
-    terminals: dict[str, tuple[str | None, ...]] = field(default_factory=dict)
-
-    def add_claim(self, request: PlanClaim, received_at: str) -> None:
-        """Buffer a NEW claim: the plan that later claims read, and the row to insert."""
-        r = request
-        known = KnownPlan(r.plan_id, r.event_id, r.items_fingerprint, r.received_at)
-        self.plans[r.plan_id] = (
-            known,
-            (r.plan_id, r.event_id, r.items_fingerprint, r.account_id, received_at),
-        )
-
-    def __len__(self) -> int:
-        return len(self.plans) + len(self.events) + len(self.acks) + len(self.terminals)
-
-    def write(self, connection: sqlite3.Connection) -> None:
-        """Plans, then event_ids, then acknowledgements: an ack needs recorded outputs."""
-        connection.executemany(INSERT_PLAN, [row for _, row in self.plans.values()])
-        connection.executemany(INSERT_EVENT, self.events.items())
-        connection.executemany(ACKNOWLEDGE, [(plan_id,) for plan_id in self.acks])
-        connection.executemany(UPSERT_TERMINAL, self.terminals.values())
-
-    def then(self, newer: _Pending) -> _Pending:
-        """This buffer with ``newer`` buffered after it (a failed write is buffered again)."""
-        return _Pending(
-            {**self.plans, **newer.plans},
-            {**self.events, **newer.events},
-            {**self.acks, **newer.acks},
-            {**self.terminals, **newer.terminals},
-        )
-
-
-_EMPTY = _Pending()
 
 
 class SqliteLedger:
@@ -138,8 +91,9 @@ class SqliteLedger:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
-        self._pending = _Pending()
-        self._writing = _EMPTY
+        self._pending = PendingRows()
+        self._writing = NOTHING_PENDING
+        self._intents_waiting: list[IntentWrite] = []
         self._commits = 0
         self._in_flight: set[str] = set()
         self._ack_inbox: deque[str] = deque()
@@ -209,26 +163,40 @@ class SqliteLedger:
             self._in_flight.difference_update(plan_ids)
 
     def record_intents(self, intents: Sequence[OrderIntent]) -> None:
-        """Write the buffered claims and the intents in one transaction; durable on return."""
-        rows = [intent_row(intent) for intent in intents]
-        order_ids = [intent.client_order_id for intent in intents]
+        """Write the buffered claims and the intents in one transaction; durable on return.
+
+        Group commit: calls that wait while another write runs share the next transaction."""
+        request = IntentWrite(intents)
+        with self._lock:
+            self._take_acks()
+            if not request.rows and not self._pending:
+                return
+            self._intents_waiting.append(request)
         with self._write_lock:
-            with self._lock:
-                self._take_acks()
-                if not rows and not self._pending:
-                    return
-                ended = any(order_id in self._pending.terminals for order_id in order_ids)
-            inserted, ended_before = self._transaction(
-                lambda connection: (
-                    connection.executemany(INSERT_INTENT, rows).rowcount,
-                    has_terminal(connection, order_ids),
-                )
-            )
-            # A row kept from before, or a terminal recorded ahead of its intent: the
-            # running total cannot follow, so it is read again.
-            all_new = inserted == len(rows) and not (ended or ended_before)
-            with self._lock:
-                self._notional.intents_recorded(intents, all_new=all_new)
+            if not request.done:
+                self._write_intents()
+        if request.error is not None:
+            raise LedgerError("the shared write of these intents failed") from request.error
+
+    def _write_intents(self) -> None:
+        """Under the write lock: every waiting call's intents in one transaction."""
+        with self._lock:
+            batch, self._intents_waiting = self._intents_waiting, []
+            for request in batch:
+                # A terminal buffered ahead of its intent: the running total cannot follow.
+                request.ended_early = any(o in self._pending.terminals for o in request.order_ids)
+        try:
+            results = self._transaction(lambda connection: [r.insert(connection) for r in batch])
+        except BaseException as exc:
+            for request in batch:
+                request.error, request.done = exc, True
+            raise
+        with self._lock:
+            for request, (inserted, ended_before) in zip(batch, results, strict=True):
+                request.written(inserted, ended_before)
+                # A row kept from before, or a terminal recorded ahead of its intent: the
+                # running total cannot follow, so it is read again.
+                self._notional.intents_recorded(request.intents, all_new=request.all_new)
 
     def record_terminals(self, terminals: Sequence[OrderTerminal]) -> None:
         """Buffered, the last one wins: written with the next write transaction (the outcome's
@@ -371,7 +339,7 @@ class SqliteLedger:
         caller. The buffer stays readable until COMMIT; a failed write buffers it again."""
         with self._lock:
             self._take_acks()
-            batch, self._pending = self._pending, _Pending()
+            batch, self._pending = self._pending, PendingRows()
             self._writing = batch
         connection = self._connection
         try:
@@ -384,9 +352,9 @@ class SqliteLedger:
                 connection.execute("ROLLBACK")
             with self._lock:
                 self._pending = batch.then(self._pending)
-                self._writing = _EMPTY
+                self._writing = NOTHING_PENDING
             raise
         with self._lock:
-            self._writing = _EMPTY
+            self._writing = NOTHING_PENDING
             self._commits += 1
         return result

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from contextlib import closing
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -435,6 +436,50 @@ def test_sqlite_ledger_claim_reads_again_when_a_write_commits_during_its_read(
     assert ledger.other.status is ClaimStatus.NEW
     assert first == Claim(ClaimStatus.DUPLICATE_PLAN, "evt-other", T0)
     assert query(path, "SELECT plan_id, first_event_id FROM plans") == [("p1", "evt-other")]
+    ledger.close()
+
+
+class FirstWriteWaits(SqliteLedger):
+    """Its first write transaction waits for ``release``; ``writing`` says it started."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.writing = threading.Event()
+        self.release = threading.Event()
+
+    def _transaction(self, work: Any) -> Any:
+        if not self.writing.is_set():
+            self.writing.set()
+            assert self.release.wait(10.0)
+        return super()._transaction(work)
+
+
+def test_sqlite_ledger_intents_that_wait_for_a_write_share_the_next_one(path: Path) -> None:
+    ledger = FirstWriteWaits(path)
+    first = threading.Thread(target=ledger.record_intents, args=([intent("p0")],))
+    first.start()
+    assert ledger.writing.wait(10.0)
+    waiting = [
+        threading.Thread(target=ledger.record_intents, args=([intent(f"p{n}", price="1.00")],))
+        for n in (1, 2, 3)
+    ]
+    for thread in waiting:
+        thread.start()
+    deadline = time.monotonic() + 10.0
+    while len(ledger._intents_waiting) < len(waiting) and time.monotonic() < deadline:
+        time.sleep(0.001)  # until all three wait behind the first write
+    ledger.release.set()
+    for thread in [first, *waiting]:
+        thread.join(10.0)
+
+    assert ledger.transactions == 2
+    assert query(path, "SELECT plan_id FROM intents ORDER BY plan_id") == [
+        ("p0",),
+        ("p1",),
+        ("p2",),
+        ("p3",),
+    ]
+    assert ledger.notional_used(ACCOUNT, TODAY) == Decimal("10000.00") + 3 * Decimal("40.00")
     ledger.close()
 
 
