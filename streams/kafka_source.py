@@ -4,6 +4,8 @@ Guarantees: no auto-commit; an offset is committed only when it and every offset
 it on its partition are acknowledged (``OffsetTracker``). Acknowledgements arrive from any thread
 through a queue; only the polling thread touches the consumer, which is not thread-safe. Too
 many unacknowledged inputs pause the partitions, and polling goes on so the group keeps us.
+While running, offsets are committed asynchronously (no round trip before the next poll); on
+stop, the last commit waits for the broker's answer.
 """
 
 from __future__ import annotations
@@ -66,11 +68,6 @@ class SourceOptions:
     revoke_wait_s: float = 5.0
     """How long a revocation waits for the revoked partitions' executing plans. It blocks
     kafka-python's network loop, heartbeats included: keep it under half the session timeout."""
-
-
-def _log_failed_commit(offsets: Any, response: Any) -> None:
-    if isinstance(response, Exception):
-        log.warning("commit_failed", error=repr(response), partitions=len(offsets))
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -233,7 +230,7 @@ class KafkaPlanSource:
                 self._on_loop()
                 self._report_lag()
                 self._drain_acks()
-                self._commit()
+                self._commit(blocking=False)  # no round trip ahead of the next poll
                 self._apply_backpressure()
                 self._poll_once(observer)
                 self._prepare_unprepared()
@@ -315,14 +312,27 @@ class KafkaPlanSource:
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in positions.items()}
         self._before_commit()
         try:
-            if blocking:
-                self._consumer.commit(offsets=offsets)
-            else:
-                self._consumer.commit_async(offsets=offsets, callback=_log_failed_commit)
+            if not blocking:
+                self._consumer.commit_async(offsets=offsets, callback=self._async_committed)
+                return
+            self._consumer.commit(offsets=offsets)
         except Exception as exc:  # a failed commit means redelivery, which dedupe absorbs
             log.warning("commit_failed", error=repr(exc))
             return
-        self.committed.update(positions)
+        self._committed(positions)
+
+    def _async_committed(self, offsets: dict[Any, Any], response: Any) -> None:
+        if isinstance(response, Exception):
+            log.warning("commit_failed", error=repr(response), partitions=len(offsets))
+            return
+        self._committed({tp: meta.offset for tp, meta in offsets.items()})
+
+    def _committed(self, positions: dict[Any, int]) -> None:
+        """Offsets the group has now: ``committed`` only moves forward (async answers can
+        arrive after a later blocking commit's)."""
+        for tp, offset in positions.items():
+            if offset > self.committed.get(tp, -1):
+                self.committed[tp] = offset
         log.debug("offsets_committed", offsets={str(tp): o for tp, o in positions.items()})
 
     def _apply_backpressure(self) -> None:
