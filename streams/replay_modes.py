@@ -19,7 +19,7 @@ import structlog
 from rebalance_stream.contracts.outcomes import WorkflowCompleted, WorkflowFailed
 from rebalance_stream.contracts.rebalance import RebalancePlanned
 from rebalance_stream.ledger.protocol import ClaimStatus, KnownPlan, decide_claim
-from rebalance_stream.ledger.sqlite_schema import SELECT_PLAN, known_plan
+from rebalance_stream.ledger.sqlite_schema import SELECT_EVENT_PLAN, SELECT_PLAN, known_plan
 from rebalance_stream.operators.dedupe import claim_request
 from rebalance_stream.operators.flow import Envelope, Failed
 from rebalance_stream.operators.no_trade import needs_no_trades
@@ -67,9 +67,7 @@ class LedgerReader:
         return None if row is None else known_plan(plan_id, row)
 
     def event_plan_id(self, event_id: str) -> str | None:
-        found = self._connection.execute(
-            "SELECT plan_id FROM events WHERE event_id = ?", (event_id,)
-        ).fetchone()
+        found = self._connection.execute(SELECT_EVENT_PLAN, (event_id,)).fetchone()
         return None if found is None else str(found[0])
 
     def close(self) -> None:
