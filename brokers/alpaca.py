@@ -27,7 +27,7 @@ from urllib.parse import quote
 import structlog
 from alpaca.data.historical.stock import StockHistoricalDataClient
 from alpaca.trading.client import TradingClient
-from cachetools import TTLCache
+from cachetools import TTLCache, cachedmethod
 from tenacity import Retrying
 
 from rebalance_stream.brokers.alpaca_clock import ClockCache
@@ -112,7 +112,7 @@ class AlpacaBroker:
         self._assets: TTLCache[str, AssetInfo] = TTLCache(
             maxsize=ASSET_CACHE_SIZE, ttl=config.asset_cache_s, timer=time.monotonic
         )
-        self._assets_lock = threading.Lock()
+        self._assets_condition = threading.Condition()
         self._clock = ClockCache(config.clock_cache_s)
 
     def __repr__(self) -> str:
@@ -178,23 +178,21 @@ class AlpacaBroker:
         """Every position, from one GET /v2/positions."""
         return parse_positions(self._read(lambda: self._trading.get("/positions"), "positions"))
 
+    @cachedmethod(
+        cache=lambda self: self._assets,
+        key=lambda _self, symbol: symbol.upper(),
+        condition=lambda self: self._assets_condition,
+    )
     def get_asset(self, symbol: str) -> AssetInfo:
         """Raises UnknownAsset when Alpaca does not know the symbol (404). A known asset is
-        kept for ``asset_cache_s``: whether it is fractionable does not change per order."""
-        key = symbol.upper()
-        with self._assets_lock:
-            cached = self._assets.get(key)
-        if cached is not None:
-            return cached
+        kept for ``asset_cache_s``: whether it is fractionable does not change per order.
+        Concurrent first reads of one symbol make one request; the others wait for it."""
         path = f"/assets/{_segment(symbol)}"
         try:
             raw = self._read(lambda: self._trading.get(path), symbol)
         except OrderNotFound:
-            raise UnknownAsset(key) from None
-        asset = parse_asset(raw)
-        with self._assets_lock:
-            self._assets[key] = asset
-        return asset
+            raise UnknownAsset(symbol.upper()) from None
+        return parse_asset(raw)
 
     def get_latest_price(self, symbol: str) -> Decimal | None:
         """The latest trade's price, else the latest quote's midpoint, else None."""

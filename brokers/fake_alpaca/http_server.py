@@ -26,6 +26,9 @@ class HttpServer(ThreadingHTTPServer):
     """A thread per connection; ``app`` answers each request."""
 
     daemon_threads = True
+    # socketserver's default backlog is 5: a burst of connections (one per request, HTTP/1.0)
+    # from concurrent orders overflowed it and the kernel reset some of them.
+    request_queue_size = 128
     app: Callable[[Request], Reply]
 
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -819,6 +821,22 @@ def test_alpaca_broker_keeps_a_known_asset_but_asks_again_for_an_unknown_one(
 
     assert first == again
     assert count(venue, "GET", "/v2/assets/{symbol}") == 1 + 2
+
+
+def test_alpaca_broker_concurrent_first_reads_of_an_asset_make_one_request() -> None:
+    """Eight plans that need SPY at once: one GET, seven wait for its answer (no stampede)."""
+    with FakeAlpacaServer(venue_config(latency_ms=200)) as slow, started(slow) as alpaca:
+        start = threading.Barrier(8)
+
+        def read() -> bool:
+            start.wait()
+            return alpaca.get_asset("spy").fractionable
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(lambda _: read(), range(8)))
+
+        assert answers == [True] * 8
+        assert count(slow, "GET", "/v2/assets/{symbol}") == 1
 
 
 def test_alpaca_broker_asset_cache_of_zero_seconds_reads_every_time(
