@@ -194,8 +194,6 @@ class SqliteLedger:
         with self._lock:
             for request, (inserted, ended_before) in zip(batch, results, strict=True):
                 request.written(inserted, ended_before)
-                # A row kept from before, or a terminal recorded ahead of its intent: the
-                # running total cannot follow, so it is read again.
                 self._notional.intents_recorded(request.intents, all_new=request.all_new)
 
     def record_terminals(self, terminals: Sequence[OrderTerminal]) -> None:

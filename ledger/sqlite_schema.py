@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -191,13 +192,9 @@ def known_plan(plan_id: str, row: tuple[Any, ...]) -> KnownPlan:
 def known_plan_to_claim(plan_id: str, row: tuple[Any, ...]) -> KnownPlan:
     """A row of SELECT_PLAN_TO_CLAIM: an acknowledged plan's outputs are () (decided, and
     not read: a claim never republishes them)."""
-    first_event_id, fingerprint, received_at, stored, decided, acknowledged = row
-    if stored is not None:
-        outputs: tuple[OutputEvent, ...] | None = decode_outputs(stored)
-    else:
-        outputs = () if decided else None
-    received = datetime.fromisoformat(received_at).astimezone(UTC)
-    return KnownPlan(plan_id, first_event_id, fingerprint, received, outputs, bool(acknowledged))
+    *head, stored, decided, acknowledged = row
+    known = known_plan(plan_id, (*head, stored, acknowledged))
+    return replace(known, outputs=()) if stored is None and decided else known
 
 
 def record_outcome(connection: sqlite3.Connection, outcome: PlanOutcome) -> tuple[OutputEvent, ...]:

@@ -108,9 +108,14 @@ class PlanTasks:
             self._run(task)
         future.exception()  # blocks until done, raises nothing
 
-    def _take(self) -> _Task | None:
+    def _take(self, *, ending_loop: bool = False) -> _Task | None:
+        """The next queued task, counted as running; None when none is queued or the limit
+        is reached (and then, for a pool thread's loop, the loop is counted as ended in the
+        same locked step, so that ``submit`` sees it gone)."""
         with self._lock:
             if not self._queue or self._running >= self._limit:
+                if ending_loop:
+                    self._loops -= 1
                 return None
             self._running += 1
             return self._queue.popleft()
@@ -124,11 +129,5 @@ class PlanTasks:
 
     def _run_queued(self) -> None:
         """A pool thread's loop: run queued tasks until none is left or the limit is reached."""
-        while True:
-            with self._lock:
-                if not self._queue or self._running >= self._limit:
-                    self._loops -= 1
-                    return
-                self._running += 1
-                task = self._queue.popleft()
+        while (task := self._take(ending_loop=True)) is not None:
             self._run(task)
