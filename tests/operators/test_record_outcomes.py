@@ -10,7 +10,7 @@ import pytest
 import reactivex
 from plan_factory import Trade
 from reactivex import operators as ops
-from reactivex.scheduler import ThreadPoolScheduler
+from reactivex.scheduler import ImmediateScheduler, ThreadPoolScheduler
 from reactivex.testing import ReactiveTest, TestScheduler
 from support import T0, decided_disposition
 
@@ -231,3 +231,21 @@ def test_record_outcomes_a_duplicate_passes_at_once_when_idle_and_never_overtake
     assert done.wait(10.0)
     assert out == [(1, "p1"), (2, "p1"), (3, "p1")]
     assert store.writes == [1]
+
+
+def test_record_outcomes_on_a_scheduler_that_runs_the_write_at_once() -> None:
+    """A scheduler that runs the write inside on_next, in the caller's thread: each outcome
+    is written and emitted before on_next returns, in order."""
+    store = CountingStore("p1", "p2", "p3")
+    out: list[str] = []
+    source: reactivex.subject.Subject[Disposition] = reactivex.subject.Subject()
+    source.pipe(record_outcomes(store, scheduler=ImmediateScheduler())).subscribe(
+        lambda d: out.append(d.plan_id or "")
+    )
+
+    for offset, plan_id in enumerate(["p1", "p2", "p3"], start=1):
+        source.on_next(decided(plan_id, offset))
+        assert out[-1] == plan_id
+
+    assert out == ["p1", "p2", "p3"]
+    assert store.writes == [1, 1, 1]
