@@ -4,8 +4,8 @@
   (acks=all, idempotent, as the job's producer), and commit once per poll batch, after that
   batch's records are acknowledged (the at-least-once order the job keeps too).
 * ``bare_consume``: consume and ``json.loads`` only; the floor for a replay.
-* ``round_trip``: a trivial record produced at a steady rate until a read_committed consumer
-  sees it; the broker's own latency.
+* ``TailReader`` and ``SteadyPublisher``: the parts of the broker's own round trip, which
+  ``bench.latency_probe`` measures in a process of its own.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # type: ignore[import-untyped]
 from kafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
 
-from bench.common import MS_PER_S, SESSION_TIMEOUT_MS, latency_summary, rate
+from bench.common import MS_PER_S, SESSION_TIMEOUT_MS, rate
 from rebalance_stream.streams.kafka_clients import PRODUCER_LINGER_MS
 
 POLL_TIMEOUT_MS = 200
@@ -218,25 +218,3 @@ class SteadyPublisher:
     def join(self) -> None:
         if self._thread is not None:
             self._thread.join()
-
-
-def round_trip(bootstrap: str, topic: str, per_s: float, count: int) -> dict[str, float]:
-    """Produce a trivial record at ``per_s`` for ``count`` records; latency until visible."""
-    reader = TailReader(bootstrap, topic)
-    producer = bare_producer(bootstrap, linger_ms=0)
-    records = [(b"k", str(i).encode(), str(i)) for i in range(count)]
-    publisher = SteadyPublisher(producer, topic, records)
-    latencies_ms: list[float] = []
-    deadline = time.monotonic() + count / per_s + IDLE_LIMIT_S
-    try:
-        publisher.start(per_s)
-        while len(latencies_ms) < count and time.monotonic() < deadline:
-            for record, seen_s in reader.poll():
-                sent_s = publisher.sent_s.get(record.value.decode())
-                if sent_s is not None:
-                    latencies_ms.append((seen_s - sent_s) * MS_PER_S)
-        publisher.join()
-    finally:
-        producer.close()
-        reader.close()
-    return latency_summary(latencies_ms)

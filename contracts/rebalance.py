@@ -123,10 +123,8 @@ class RebalancePlan(Contract):
     def items_fingerprint(self) -> str:
         """A sha256 of the items by value: equal items, equal fingerprint, however the decimals
         were written ("1500.00", "1500" and the JSON number 1500 are one amount)."""
-        document = [
-            {key: _by_value(value) for key, value in item.model_dump().items()}
-            for item in self.items
-        ]
+        names = tuple(RebalancePlanItem.model_fields)  # flat: each field is a scalar
+        document = [{name: _by_value(getattr(item, name)) for name in names} for item in self.items]
         encoded = json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
         return hashlib.sha256(encoded).hexdigest()
 

@@ -22,7 +22,12 @@ from rebalance_stream.operators.flow import (
     Failed,
     Skipped,
 )
-from rebalance_stream.operators.per_account import SETTLED_LANE, account_lane, serialize_by_account
+from rebalance_stream.operators.per_account import (
+    NO_ACCOUNT_LANE,
+    SETTLED_LANE,
+    account_lane,
+    serialize_by_account,
+)
 
 TRADES = [Trade("VTI", "BUY", "1000.00")]
 
@@ -126,7 +131,7 @@ def test_serialize_by_account_two_accounts_each_in_order_and_overlapping() -> No
     assert recorder.most_lanes_running_at_once() == 2
 
 
-def test_serialize_by_account_settled_envelopes_pass_through_unchanged() -> None:
+def test_serialize_by_account_settled_envelopes_pass_through_unchanged_without_inner() -> None:
     recorder = Recorder()
     failed = settled_envelope(
         10, Failed(FailureStep.DECODE, "MALFORMED_JSON", "not JSON", "DecodeError", "decode")
@@ -138,12 +143,8 @@ def test_serialize_by_account_settled_envelopes_pass_through_unchanged() -> None
 
     assert sorted(result, key=lambda e: e.position.offset) == [plans[0], plans[1], failed, skipped]
     assert [e for e in result if e.is_settled] == [failed, skipped]
-    assert recorder.lane_events(SETTLED_LANE) == [
-        ("start", 10),
-        ("end", 10),
-        ("start", 11),
-        ("end", 11),
-    ]
+    assert recorder.lane_events(SETTLED_LANE) == []
+    assert len(recorder.events) == 2 * len(plans[:2])
 
 
 def test_serialize_by_account_every_input_comes_out_exactly_once() -> None:
@@ -156,13 +157,16 @@ def test_serialize_by_account_every_input_comes_out_exactly_once() -> None:
 
     assert Counter(e.position.offset for e in result) == Counter(e.position.offset for e in inputs)
     assert sorted(result, key=lambda e: e.position.offset) == inputs
-    assert len(recorder.events) == 2 * len(inputs)
+    assert len(recorder.events) == 2 * (len(inputs) - 1)  # all but the settled one ran inner
+    assert recorder.lane_events(NO_ACCOUNT_LANE) == [("start", 20), ("end", 20)]
 
 
-def test_account_lane_undecided_envelope_without_event_is_the_settled_lane() -> None:
+def test_account_lane_settled_undecided_without_event_and_plan_lanes() -> None:
     undecoded = Envelope(record(b"{}", 0), DecodedDocument({}))
+    skipped = settled_envelope(2, Skipped("DUPLICATE_EVENT", "seen before"))
 
-    assert account_lane(undecoded) == SETTLED_LANE
+    assert account_lane(undecoded) == NO_ACCOUNT_LANE
+    assert account_lane(skipped) == SETTLED_LANE
     assert account_lane(plan_envelope(1, "acct-a")) == "account:acct-a"
 
 
@@ -177,9 +181,9 @@ def test_serialize_by_account_settled_envelopes_stay_on_the_callers_thread() -> 
     scheduler = ThreadPoolScheduler(2)
     op = serialize_by_account(ops.do_action(note_thread), scheduler)
     done = threading.Event()
-    reactivex.from_iterable([plan_envelope(0, "acct-a"), skipped]).pipe(op).subscribe(
-        on_completed=done.set
-    )
+    reactivex.from_iterable([plan_envelope(0, "acct-a"), skipped]).pipe(
+        op, ops.do_action(note_thread)
+    ).subscribe(on_completed=done.set)
     assert done.wait(10.0)
     scheduler.executor.shutdown()
 
