@@ -20,6 +20,7 @@ from rebalance_stream.operators.order_execution import (
     PlanOrderExecutor,
     always_active,
 )
+from rebalance_stream.operators.order_pool import OrderPool
 from rebalance_stream.operators.risk import KillSwitch
 from rebalance_stream.operators.step import guarded
 
@@ -37,6 +38,7 @@ def execute_orders(  # noqa: PLR0913 - each is an injected dependency
     *,
     watch: OrderWatch | None = None,
     kill_switch: Callable[[], KillSwitch] = always_active,
+    pool: OrderPool | None = None,
 ) -> Op[Envelope[Any], Envelope[Any]]:
     """Execute each plan that is still undecided; blocks while its orders run.
 
@@ -47,9 +49,10 @@ def execute_orders(  # noqa: PLR0913 - each is an injected dependency
     not (a duplicate client_order_id is refused at submit, and adopted).
     ``recording`` puts each order's intent on record before the order is sent; ``watch``
     follows placed orders (default: REST polling); ``kill_switch`` is read before each order.
+    ``pool`` runs the orders' calls (default: a pool of this operator's own, never shut down).
     """
     executor = PlanOrderExecutor(
-        broker, config, clock, sleep, recording, watch=watch, kill_switch=kill_switch
+        broker, config, clock, sleep, recording, watch=watch, kill_switch=kill_switch, pool=pool
     )
 
     def run(envelope: Envelope[Any], event: RebalancePlanned) -> Envelope[Any]:

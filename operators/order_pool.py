@@ -23,8 +23,8 @@ DEFAULT_POOL_THREADS = 32
 class OrderPool:
     """The threads that a job's plans run their orders on; ``shutdown`` lets them end."""
 
-    def __init__(self, max_threads: int = DEFAULT_POOL_THREADS) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="orders")
+    def __init__(self, max_threads: int = DEFAULT_POOL_THREADS, name: str = "orders") -> None:
+        self._executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=name)
 
     def plan_tasks(self, limit: int) -> PlanTasks:
         """A plan's share: at most ``limit`` of its tasks run at once."""

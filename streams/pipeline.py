@@ -35,6 +35,7 @@ from rebalance_stream.operators.order_execution import (
     OrderRecording,
     no_checkpoint,
 )
+from rebalance_stream.operators.order_pool import OrderPool
 from rebalance_stream.operators.output_events import to_output_events
 from rebalance_stream.operators.per_account import serialize_by_account
 from rebalance_stream.operators.record_outcomes import record_outcomes
@@ -104,6 +105,8 @@ class PipelineDependencies:
     ``checkpoint`` is called at the named points of order execution; only crash tests set it.
     ``held_back`` says a plan from that position must not start now (a stop, a revocation).
     ``order_watch`` follows placed orders; None polls the broker over REST.
+    ``order_pool`` runs the orders' calls; None gives the pipeline a pool of its own, which
+    nothing shuts down (its idle threads end with the process).
     """
 
     broker: Broker
@@ -115,6 +118,7 @@ class PipelineDependencies:
     checkpoint: Callable[[str], None] = no_checkpoint
     held_back: Callable[[SourcePosition], bool] = lambda _position: False
     order_watch: OrderWatch | None = None
+    order_pool: OrderPool | None = None
 
 
 def process_rebalance_plans(
@@ -141,6 +145,7 @@ def process_rebalance_plans(
             recording,
             watch=deps.order_watch,
             kill_switch=deps.kill_switch,
+            pool=deps.order_pool,
         ),
     )
     admit: Op[InputRecord, Envelope[Any]] = reactivex.compose(

@@ -25,6 +25,7 @@ from rebalance_stream.ledger.protocol import Ledger, PartitionedLedger
 from rebalance_stream.ledger.sqlite import SqliteLedger
 from rebalance_stream.operators.flow import Disposition, InputRecord
 from rebalance_stream.operators.order_execution import no_checkpoint
+from rebalance_stream.operators.order_pool import OrderPool
 from rebalance_stream.sinks.routing import OutputTopics
 from rebalance_stream.streams.health import (
     BROKER_REACHABLE,
@@ -62,6 +63,8 @@ EXIT_NOT_READY = 3
 HEARTBEAT_SILENCE_S = 60.0
 BEFORE_PUBLISH = "before_publish"
 BEFORE_COMMIT = "before_commit"
+ORDER_THREADS = "job-orders"
+"""The name prefix of the threads that run a job's order calls; they end when the job does."""
 
 
 def _tell_received(publishing: Publishing, metrics: JobMetrics) -> Callable[[InputRecord], None]:
@@ -169,14 +172,18 @@ class PlanConsumerJob:
         self.readiness.set(BROKER_REACHABLE)
         self.readiness.set(RECONCILED)
         publishing = self._open_publishing()
+        lanes = ThreadPoolScheduler(settings.account_lanes)
+        # Every lane can run its plan's orders at full concurrency at once.
+        orders = OrderPool(settings.account_lanes * settings.max_concurrent_orders, ORDER_THREADS)
         deps = PipelineDependencies(
             broker=self._broker,
             ledger=self._ledger,
             kill_switch=KillSwitchReader(settings.kill_switch, settings.kill_switch_file),
-            scheduler=ThreadPoolScheduler(settings.account_lanes),
+            scheduler=lanes,
             checkpoint=self._hooks.checkpoint,
             held_back=self.source.is_held_back,
             order_watch=self._hooks.order_watch,
+            order_pool=orders,
         )
         pipeline = process_rebalance_plans(PipelineConfig.from_settings(settings), deps)
         log.info(
@@ -199,6 +206,8 @@ class PlanConsumerJob:
         self.readiness.clear(PARTITIONS_ASSIGNED)
         subscription.dispose()
         publishing.close()
+        lanes.executor.shutdown(wait=False)
+        orders.shutdown()
         return self._exit_code()
 
     def _open_publishing(self) -> Publishing:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,7 +19,7 @@ from rebalance_stream.brokers.paper import PaperBroker
 from rebalance_stream.ledger.memory import InMemoryLedger
 from rebalance_stream.ledger.protocol import Ledger
 from rebalance_stream.operators.flow import Disposition
-from rebalance_stream.streams.runner import EXIT_OK, JobHooks, PlanConsumerJob
+from rebalance_stream.streams.runner import EXIT_OK, ORDER_THREADS, JobHooks, PlanConsumerJob
 from rebalance_stream.streams.settings import Settings
 
 pytestmark = pytest.mark.kafka
@@ -63,16 +65,34 @@ def read_all(kafka_broker: str, topic: str, expected: int) -> list[Any]:
     return records
 
 
+def order_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(ORDER_THREADS)]
+
+
+def wait_order_threads_ended(timeout_s: float) -> list[str]:
+    """The job's order threads still alive after ``timeout_s``; [] once they ended."""
+    deadline = time.monotonic() + timeout_s
+    while order_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return order_threads()
+
+
 def run_job_until(
-    settings: Settings, broker: PaperBroker, inputs: int, ledger: Ledger | None = None
+    settings: Settings,
+    broker: PaperBroker,
+    inputs: int,
+    ledger: Ledger | None = None,
+    at_last: Callable[[], object] = lambda: None,
 ) -> tuple[int, list[Disposition], PlanConsumerJob]:
-    """Run the job on a thread until ``inputs`` dispositions were published, then stop it."""
+    """Run the job on a thread until ``inputs`` dispositions were published (then call
+    ``at_last``), then stop it."""
     seen: list[Disposition] = []
     holder: dict[str, PlanConsumerJob] = {}
 
     def on_disposition(disposition: Disposition) -> None:
         seen.append(disposition)
         if len(seen) == inputs:
+            at_last()
             holder["job"].stop()
 
     job = PlanConsumerJob(settings, broker, ledger or InMemoryLedger(), JobHooks(on_disposition))
@@ -107,7 +127,14 @@ def test_job_on_kafka_fifty_plans_ten_accounts_exact_outputs_and_commits(
     broker = PaperBroker(paper_account(cash="100000.00"))
     broker.start()
 
-    code, dispositions, job = run_job_until(settings, broker, len(messages))
+    while_running: list[str] = []
+
+    def note_order_threads() -> None:
+        while_running.extend(order_threads())
+
+    code, dispositions, job = run_job_until(
+        settings, broker, len(messages), at_last=note_order_threads
+    )
 
     assert code == EXIT_OK
     assert len(dispositions) == len(messages)
@@ -155,6 +182,9 @@ def test_job_on_kafka_fifty_plans_ten_accounts_exact_outputs_and_commits(
     )
     assert len(broker.list_orders("rs1-")) == PLANS + 1
     assert committed_offsets(kafka_broker, settings) == end_offsets(kafka_broker, settings)
+    # The job's order threads ran its plans, and ended with it.
+    assert while_running
+    assert wait_order_threads_ended(JOB_TIMEOUT_S) == []
     broker.close()
 
 
