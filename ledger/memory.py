@@ -38,6 +38,8 @@ class InMemoryLedger:
         self._intents: dict[str, OrderIntent] = {}
         self._terminals: dict[str, OrderTerminal] = {}
         self._in_flight: set[str] = set()
+        self._digests: dict[str, str] = {}
+        """input_digest -> plan_id, of NEW claims that had one."""
         self._notional = DailyNotional()
 
     def claim(self, request: PlanClaim) -> Claim:
@@ -55,6 +57,8 @@ class InMemoryLedger:
                     request.items_fingerprint,
                     request.received_at,
                 )
+                if request.input_digest is not None:
+                    self._digests.setdefault(request.input_digest, request.plan_id)
             if answer.status is not ClaimStatus.EVENT_ID_REUSED:
                 self._events.setdefault(request.event_id, request.plan_id)
             return answer
@@ -117,6 +121,11 @@ class InMemoryLedger:
                 if known is not None and known.outputs is not None:
                     self._plans[plan_id] = replace(known, acknowledged=True)
 
+    def published_input(self, input_digest: str) -> str | None:
+        with self._lock:
+            known = self._plans.get(self._digests.get(input_digest, ""))
+            return known.first_event_id if known is not None and known.acknowledged else None
+
     def expire(self, before: datetime) -> int:
         with self._lock:
             old = [p for p, known in self._plans.items() if known.first_received_at < before]
@@ -125,6 +134,7 @@ class InMemoryLedger:
                 self._in_flight.discard(plan_id)
             gone = set(old)
             self._events = {e: p for e, p in self._events.items() if p not in gone}
+            self._digests = {d: p for d, p in self._digests.items() if p not in gone}
             for order_id in [o for o, i in self._intents.items() if i.plan_id in gone]:
                 del self._intents[order_id]
                 self._terminals.pop(order_id, None)

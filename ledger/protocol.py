@@ -8,6 +8,7 @@ in ``decide_claim``; both the in-memory and the SQLite ledger use it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +54,9 @@ class PlanClaim:
     account_id: str = "default"
     partition: int | None = None
     """The input partition the event was read from; a partitioned ledger stores the plan there."""
+    input_digest: str | None = None
+    """``input_digest`` of the input record's value: a ledger that keeps it with a NEW plan can
+    tell later that these exact bytes were executed and published (``PublishedInputs``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +227,24 @@ class OutcomeStore(Protocol):
         """Every output of these plans is in Kafka. May be buffered: losing it only means
         that the recorded outputs are published again, byte for byte."""
         ...
+
+
+@runtime_checkable
+class PublishedInputs(Protocol):
+    """Knows the inputs whose plans are done: claimed NEW from exactly these bytes, decided,
+    and every output in Kafka. Such an input again can only be a duplicate, whatever it
+    holds, so a replay may skip it before validating it."""
+
+    def published_input(self, input_digest: str) -> str | None:
+        """The first event_id of the plan first claimed from an input with this digest, once
+        its outputs are acknowledged; None otherwise (unknown, undecided, or not yet known to
+        be acknowledged, which only costs the full path)."""
+        ...
+
+
+def input_digest(value: bytes) -> str:
+    """The sha256 of an input record's value, hex: equal bytes, equal digest."""
+    return hashlib.sha256(value).hexdigest()
 
 
 @runtime_checkable

@@ -45,6 +45,7 @@ from rebalance_stream.ledger.sqlite_schema import (
     SELECT_NOTIONAL,
     SELECT_OPEN_INTENTS,
     SELECT_PLAN_TO_CLAIM,
+    SELECT_PUBLISHED_INPUT,
     SYNCHRONOUS,
     LedgerError,
     LedgerSchemaError,
@@ -311,6 +312,13 @@ class SqliteLedger:
         if known.plan_id in self._pending.acks or known.plan_id in self._writing.acks:
             return replace(known, acknowledged=True)
         return known
+
+    def published_input(self, input_digest: str) -> str | None:
+        """Read from the file alone: a plan or an acknowledgement still buffered is not seen
+        (the full path then decides, as it would anyway)."""
+        with self._read_lock:
+            row = self._reader.execute(SELECT_PUBLISHED_INPUT, (input_digest,)).fetchone()
+        return str(row[0]) if row else None
 
     def _stored(self, plan_id: str, event_id: str) -> tuple[KnownPlan | None, str | None]:
         """The plan and the event's plan_id as the file has them, on the reading connection."""

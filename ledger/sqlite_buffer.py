@@ -23,7 +23,7 @@ from rebalance_stream.ledger.sqlite_schema import (
 class PendingRows:
     """Rows claimed but not yet written; each plan with its insert row."""
 
-    plans: dict[str, tuple[KnownPlan, tuple[str, ...]]] = field(default_factory=dict)
+    plans: dict[str, tuple[KnownPlan, tuple[str | None, ...]]] = field(default_factory=dict)
     events: dict[str, str] = field(default_factory=dict)
     acks: dict[str, None] = field(default_factory=dict)
     terminals: dict[str, tuple[str | None, ...]] = field(default_factory=dict)
@@ -34,7 +34,7 @@ class PendingRows:
         known = KnownPlan(r.plan_id, r.event_id, r.items_fingerprint, r.received_at)
         self.plans[r.plan_id] = (
             known,
-            (r.plan_id, r.event_id, r.items_fingerprint, r.account_id, received_at),
+            (r.plan_id, r.event_id, r.items_fingerprint, r.account_id, received_at, r.input_digest),
         )
 
     def __len__(self) -> int:

@@ -1,7 +1,8 @@
-"""The SQLite ledger's schema, statements and row conversions (schema version 1).
+"""The SQLite ledger's schema, statements and row conversions (schema version 2).
 
 Decimals are stored as exact text and timestamps as fixed-width UTC ISO text, so that text order
-is time order. ``migrate`` creates the tables and refuses a file from a newer version.
+is time order. ``migrate`` creates the tables, brings a version 1 file to version 2 (plans keep
+their first input's digest), and refuses a file from a newer version.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from rebalance_stream.ledger.protocol import (
     trading_day,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 5.0
 DEFAULT_MAX_PENDING = 10_000
 """Buffered rows (claims, event_ids, acknowledgements) that force a flush."""
@@ -37,7 +38,7 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS plans (
         plan_id TEXT PRIMARY KEY, first_event_id TEXT NOT NULL, items_fingerprint TEXT NOT NULL,
         account_id TEXT NOT NULL, first_received_at TEXT NOT NULL, outputs BLOB,
-        decided_at TEXT, acknowledged INTEGER NOT NULL DEFAULT 0)""",
+        decided_at TEXT, acknowledged INTEGER NOT NULL DEFAULT 0, input_digest TEXT)""",
     "CREATE INDEX IF NOT EXISTS plans_by_received_at ON plans (first_received_at)",
     "CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, plan_id TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS events_by_plan ON events (plan_id)",
@@ -50,6 +51,12 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS terminals (
         client_order_id TEXT PRIMARY KEY, status TEXT NOT NULL, filled_qty TEXT NOT NULL,
         filled_avg_price TEXT)""",
+)
+# From the version a file has to the next; a new file is created at SCHEMA_VERSION.
+UPGRADES = {1: ("ALTER TABLE plans ADD COLUMN input_digest TEXT",)}
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS plans_by_input_digest ON plans (input_digest)"
+    " WHERE input_digest IS NOT NULL",
 )
 SET_VERSION = f"PRAGMA user_version={SCHEMA_VERSION}"
 
@@ -65,7 +72,10 @@ SELECT_PLAN_TO_CLAIM = (
 )
 INSERT_PLAN = (
     "INSERT INTO plans (plan_id, first_event_id, items_fingerprint, account_id,"
-    " first_received_at, acknowledged) VALUES (?, ?, ?, ?, ?, 0)"
+    " first_received_at, input_digest, acknowledged) VALUES (?, ?, ?, ?, ?, ?, 0)"
+)
+SELECT_PUBLISHED_INPUT = (
+    "SELECT first_event_id FROM plans WHERE input_digest = ? AND acknowledged = 1 LIMIT 1"
 )
 INSERT_EVENT = "INSERT INTO events (event_id, plan_id) VALUES (?, ?)"
 SELECT_EVENT_PLAN = "SELECT plan_id FROM events WHERE event_id = ?"
@@ -224,13 +234,19 @@ def configure(connection: sqlite3.Connection, synchronous: str) -> None:
 
 
 def migrate(connection: sqlite3.Connection) -> None:
-    """Create the tables of schema version 1; refuse a file written by a newer version."""
+    """Create the tables of the current schema, or upgrade an older file's, in one
+    transaction; refuse a file written by a newer version."""
     connection.execute("BEGIN IMMEDIATE")
     try:
         version = int(connection.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise LedgerSchemaError(f"ledger schema {version} is newer than {SCHEMA_VERSION}")
         for statement in SCHEMA:
+            connection.execute(statement)
+        for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):  # 0: a new file
+            for statement in UPGRADES[step]:
+                connection.execute(statement)
+        for statement in INDEXES:
             connection.execute(statement)
         connection.execute(SET_VERSION)
         connection.execute("COMMIT")

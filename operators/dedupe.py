@@ -14,7 +14,13 @@ from reactivex import operators as ops
 
 from rebalance_stream.contracts.outcomes import FailureStep
 from rebalance_stream.contracts.rebalance import RebalancePlanned
-from rebalance_stream.ledger.protocol import Claim, ClaimStatus, ClaimStore, PlanClaim
+from rebalance_stream.ledger.protocol import (
+    Claim,
+    ClaimStatus,
+    ClaimStore,
+    PlanClaim,
+    input_digest,
+)
 from rebalance_stream.operators.flow import Envelope, Failed, Op, Recorded, Skipped
 from rebalance_stream.operators.step import guarded
 
@@ -32,6 +38,7 @@ def claim_request(envelope: Envelope[RebalancePlanned], event: RebalancePlanned)
         received_at=envelope.record.received_at,
         account_id=plan.account_id,
         partition=envelope.record.position.partition,
+        input_digest=input_digest(envelope.record.value),
     )
 
 

@@ -10,11 +10,12 @@ from decimal import Decimal
 from typing import Any
 
 import reactivex
+from reactivex import Observable
 from reactivex.abc import SchedulerBase
 
 from rebalance_stream.brokers.order_watch import OrderWatch
 from rebalance_stream.brokers.protocol import Broker
-from rebalance_stream.ledger.protocol import Ledger
+from rebalance_stream.ledger.protocol import Ledger, PublishedInputs
 from rebalance_stream.operators.classify import classify_outcome
 from rebalance_stream.operators.decode import DEFAULT_MAX_INPUT_BYTES, decode
 from rebalance_stream.operators.dedupe import dedupe
@@ -41,6 +42,7 @@ from rebalance_stream.operators.per_account import serialize_by_account
 from rebalance_stream.operators.record_outcomes import record_outcomes
 from rebalance_stream.operators.risk import KillSwitch, RiskLimits, check_risk
 from rebalance_stream.operators.shutdown import hold_back_unstarted
+from rebalance_stream.operators.skip_published import skip_published_inputs
 from rebalance_stream.operators.staleness import reject_stale
 from rebalance_stream.operators.validate import validate
 from rebalance_stream.streams.settings import Settings
@@ -121,12 +123,17 @@ class PipelineDependencies:
     order_pool: OrderPool | None = None
 
 
+def _unchanged(source: Observable[Envelope[Any]]) -> Observable[Envelope[Any]]:
+    return source
+
+
 def process_rebalance_plans(
     config: PipelineConfig, deps: PipelineDependencies
 ) -> Op[InputRecord, Disposition]:
     """The whole job of SPEC 1: every input record becomes exactly one Disposition.
 
-    Decode, validate, dedupe, staleness and the no-trade check run in arrival order; the market
+    Decode, validate, dedupe, staleness and the no-trade check run in arrival order (with a
+    ledger that knows published inputs, those are skipped between decode and validate); the market
     gate, risk and execution run one plan per account at a time, on ``deps.scheduler``. Each
     plan's outputs are on record in the ledger before its Disposition is emitted.
     """
@@ -148,8 +155,12 @@ def process_rebalance_plans(
             pool=deps.order_pool,
         ),
     )
+    skip_published: Op[Envelope[Any], Envelope[Any]] = (
+        skip_published_inputs(ledger) if isinstance(ledger, PublishedInputs) else _unchanged
+    )
     admit: Op[InputRecord, Envelope[Any]] = reactivex.compose(
         decode(config.max_input_bytes),
+        skip_published,
         validate(),
         dedupe(ledger),
         reject_stale(config.max_plan_age, clock),

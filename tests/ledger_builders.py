@@ -55,8 +55,16 @@ def plan_claim(
     items: str = ITEMS,
     received_at: datetime = T0,
     account_id: str = ACCOUNT,
+    input_digest: str | None = None,
 ) -> PlanClaim:
-    return PlanClaim(plan_id, event_id or f"evt-{plan_id}", items, received_at, account_id)
+    return PlanClaim(
+        plan_id,
+        event_id or f"evt-{plan_id}",
+        items,
+        received_at,
+        account_id,
+        input_digest=input_digest,
+    )
 
 
 def header(plan_id: str, event_type: str) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from rebalance_stream.ledger.protocol import (
     Claim,
     ClaimStatus,
     Ledger,
+    PublishedInputs,
     decode_outputs,
     encode_outputs,
     trading_day,
@@ -52,9 +53,9 @@ from rebalance_stream.ledger.protocol import (
 from rebalance_stream.ledger.sqlite import SqliteLedger
 
 
-def decided(ledger: Ledger, plan_id: str, variant: int = 0) -> None:
-    """Claim a plan and record its outputs."""
-    assert ledger.claim(plan_claim(plan_id)).status is ClaimStatus.NEW
+def decided(ledger: Ledger, plan_id: str, variant: int = 0, digest: str | None = None) -> None:
+    """Claim a plan (from an input with ``digest``) and record its outputs."""
+    assert ledger.claim(plan_claim(plan_id, input_digest=digest)).status is ClaimStatus.NEW
     ledger.record_outcomes([outcome(plan_id, variant)])
 
 
@@ -236,6 +237,81 @@ def test_mark_acknowledged_before_outcome_is_ignored(ledger: Ledger) -> None:
     answer = ledger.claim(plan_claim("p1"))
 
     assert answer.status is ClaimStatus.REPUBLISH
+
+
+# -- published inputs ------------------------------------------------------------------------
+
+
+@pytest.fixture(params=sorted(OPENERS))
+def knows_inputs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    opened = OPENERS[request.param](tmp_path)
+    assert isinstance(opened, PublishedInputs)
+    yield opened
+    opened.close()
+
+
+def published(ledger: Ledger, digest: str) -> str | None:
+    """What the ledger says of ``digest`` once everything buffered is written."""
+    flush = getattr(ledger, "flush", None)
+    if flush is not None:
+        flush()
+    assert isinstance(ledger, PublishedInputs)
+    return ledger.published_input(digest)
+
+
+def test_published_input_only_once_decided_and_acknowledged(knows_inputs: Ledger) -> None:
+    ledger = knows_inputs
+    ledger.claim(plan_claim("p1", input_digest="d1"))
+    claimed = published(ledger, "d1")
+    ledger.record_outcomes([outcome("p1")])
+    decided_only = published(ledger, "d1")
+    ledger.mark_acknowledged(["p1"])
+
+    assert (claimed, decided_only, published(ledger, "d1")) == (None, None, "evt-p1")
+    assert published(ledger, "other") is None
+
+
+def test_published_input_is_the_first_claims_digest_only(knows_inputs: Ledger) -> None:
+    """A later event of the plan (a duplicate, a conflict) never stands for the plan's input."""
+    ledger = knows_inputs
+    decided(ledger, "p1", digest="d1")
+    again = ledger.claim(plan_claim("p1", "evt-p1-again", input_digest="d2"))
+    conflict = ledger.claim(plan_claim("p1", "evt-p1-other", items=OTHER_ITEMS, input_digest="d3"))
+    ledger.mark_acknowledged(["p1"])
+
+    assert (again.status, conflict.status) == (ClaimStatus.DUPLICATE_PLAN, ClaimStatus.CONFLICT)
+    assert [published(ledger, d) for d in ("d1", "d2", "d3")] == ["evt-p1", None, None]
+
+
+def test_published_input_is_forgotten_with_its_plan(knows_inputs: Ledger) -> None:
+    ledger = knows_inputs
+    decided(ledger, "p1", digest="d1")
+    ledger.mark_acknowledged(["p1"])
+
+    ledger.expire(T0 + timedelta(days=1))
+
+    assert published(ledger, "d1") is None
+
+
+def test_kafka_ledger_knows_published_inputs_only_in_the_process_that_claimed_them() -> None:
+    """Its changelog has no digests: restored elsewhere, an input takes the full path
+    (dedupe), which decides the same; a partition given up takes its digests with it."""
+    log = MemoryChangelog()
+    first = KafkaLedger(log.writer(), log.reader())
+    first.restore([0])
+    decided(first, "p1", digest="d1")
+    first.mark_acknowledged(["p1"])
+    here = published(first, "d1")
+    first.forget([0])
+    first.restore([1])  # partition 0 did not come back
+    after_revocation = first.published_input("d1")
+    restored = KafkaLedger(log.writer(), log.reader())
+    restored.restore([0])
+
+    assert (here, after_revocation, restored.published_input("d1")) == ("evt-p1", None, None)
+    assert restored.claim(plan_claim("p1")).status is ClaimStatus.DUPLICATE_EVENT
+    first.close()
+    restored.close()
 
 
 def test_record_outcomes_first_writer_wins(ledger: Ledger) -> None:

@@ -24,6 +24,7 @@ from test_ledger_contract import (
     ACCOUNT,
     ITEMS,
     TODAY,
+    decided,
     intent,
     outcome,
     outputs_for,
@@ -309,25 +310,82 @@ def test_sqlite_ledger_rejects_an_unknown_synchronous(path: Path) -> None:
         SqliteLedger(path, synchronous="OFF")
 
 
-def test_sqlite_ledger_creates_schema_version_1_and_parent_directories(tmp_path: Path) -> None:
+def test_sqlite_ledger_creates_schema_version_2_and_parent_directories(tmp_path: Path) -> None:
     path = tmp_path / "state" / "ledgers" / "ledger.sqlite"
 
     SqliteLedger(path).close()
 
-    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(1,)]
+    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(2,)]
     tables = query(path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
     assert tables == [("events",), ("intents",), ("plans",), ("terminals",)]
 
 
 def test_sqlite_ledger_newer_schema_version_raises_and_leaves_the_file(path: Path) -> None:
     with closing(sqlite3.connect(path)) as connection:
-        connection.execute("PRAGMA user_version = 2")
+        connection.execute("PRAGMA user_version = 3")
 
-    with pytest.raises(LedgerSchemaError, match="ledger schema 2 is newer than 1"):
+    with pytest.raises(LedgerSchemaError, match="ledger schema 3 is newer than 2"):
         SqliteLedger(path)
 
-    assert query(path, "PRAGMA user_version") == [(2,)]
+    assert query(path, "PRAGMA user_version") == [(3,)]
     assert query(path, "SELECT name FROM sqlite_master") == []
+
+
+# The plans table as schema version 1 created it, before plans kept their input's digest.
+PLANS_V1 = """CREATE TABLE plans (
+    plan_id TEXT PRIMARY KEY, first_event_id TEXT NOT NULL, items_fingerprint TEXT NOT NULL,
+    account_id TEXT NOT NULL, first_received_at TEXT NOT NULL, outputs BLOB,
+    decided_at TEXT, acknowledged INTEGER NOT NULL DEFAULT 0)"""
+
+
+def test_sqlite_ledger_upgrades_a_version_1_file_and_keeps_its_plans(path: Path) -> None:
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(PLANS_V1)
+        connection.execute(
+            "INSERT INTO plans VALUES ('p1', 'evt-p1', ?, 'acct', ?, NULL, NULL, 0)",
+            (plan_claim("p1").items_fingerprint, T0.isoformat(timespec="microseconds")),
+        )
+        connection.execute("PRAGMA user_version = 1")
+
+    ledger = SqliteLedger(path)
+    old = ledger.claim(plan_claim("p1"))
+    new = ledger.claim(plan_claim("p2", input_digest="d2"))
+    ledger.close()
+
+    assert query(path, "PRAGMA user_version") == [(2,)]
+    assert (old.status, new.status) == (ClaimStatus.RESUME, ClaimStatus.NEW)
+    digests = query(path, "SELECT plan_id, input_digest FROM plans ORDER BY plan_id")
+    assert digests == [("p1", None), ("p2", "d2")]
+    indexes = query(path, "SELECT name FROM sqlite_master WHERE name = 'plans_by_input_digest'")
+    assert indexes == [("plans_by_input_digest",)]
+
+
+def test_sqlite_ledger_published_input_survives_a_restart(path: Path) -> None:
+    ledger = SqliteLedger(path)
+    decided(ledger, "p1", digest="d1")
+    ledger.mark_acknowledged(["p1"])
+    ledger.close()
+
+    reopened = SqliteLedger(path)
+    found = (reopened.published_input("d1"), reopened.published_input("d2"))
+    reopened.close()
+
+    assert found == ("evt-p1", None)
+
+
+def test_sqlite_ledger_published_input_sees_the_file_not_the_buffer(path: Path) -> None:
+    """An acknowledgement still buffered is not seen: the full path decides then."""
+    ledger = SqliteLedger(path)
+    decided(ledger, "p1", digest="d1")
+    ledger.mark_acknowledged(["p1"])
+
+    buffered = ledger.published_input("d1")
+    ledger.flush()
+    written = ledger.published_input("d1")
+    ledger.close()
+
+    assert (buffered, written) == (None, "evt-p1")
 
 
 def test_sqlite_ledger_refuses_a_database_without_wal() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 from datetime import timedelta
@@ -214,6 +215,7 @@ def test_dedupe_operator_claims_plan_event_fingerprint_and_receive_time() -> Non
             received_at=T0,
             account_id=envelope.payload.rebalance_plan.account_id,
             partition=envelope.record.position.partition,
+            input_digest=hashlib.sha256(envelope.record.value).hexdigest(),
         )
     ]
 

@@ -21,6 +21,7 @@ from test_job_on_kafka import (
 
 from rebalance_stream.brokers.paper import PaperBroker
 from rebalance_stream.contracts.outcomes import WorkflowFailed
+from rebalance_stream.ledger.protocol import Claim, PlanClaim
 from rebalance_stream.ledger.sqlite import SqliteLedger
 from rebalance_stream.streams.runner import EXIT_OK, EXIT_PUBLISH_FAILED
 
@@ -35,6 +36,16 @@ def plan_messages(count: int, accounts: int = 3) -> list[tuple[bytes | None, byt
         for i in range(count)
     ]
     return [(p["rebalance_plan"]["account_id"].encode(), json.dumps(p).encode()) for p in plans]
+
+
+class ClaimCountingLedger(SqliteLedger):
+    """The SQLite ledger, counting the claims dedupe makes."""
+
+    claims = 0
+
+    def claim(self, request: PlanClaim) -> Claim:
+        self.claims += 1
+        return super().claim(request)
 
 
 def test_replay_from_offset_zero_with_the_ledger_places_no_order_and_publishes_nothing(
@@ -52,7 +63,7 @@ def test_replay_from_offset_zero_with_the_ledger_places_no_order_and_publishes_n
     orders_after_first = broker.list_orders("rs1-")
 
     replay = settings.model_copy(update={"group_id": settings.group_id + "-replay"})
-    reopened = SqliteLedger(tmp_path / "ledger.sqlite")
+    reopened = ClaimCountingLedger(tmp_path / "ledger.sqlite")
     code, dispositions, job = run_job_until(replay, broker, PLANS, reopened)
     replay_writes = reopened.transactions
     reopened.close()
@@ -62,6 +73,8 @@ def test_replay_from_offset_zero_with_the_ledger_places_no_order_and_publishes_n
     # outcomes with the terminal states; plans whose intents wait for a write share one too.
     assert 2 <= first_writes <= 2 * PLANS
     assert replay_writes == 1  # the retention sweep at start; duplicates write nothing
+    # Every input's bytes were published before: skipped before validation, never claimed.
+    assert reopened.claims == 0
     assert len(orders_after_first) == PLANS
     assert broker.list_orders("rs1-") == orders_after_first
     assert [d.outputs for d in dispositions] == [()] * PLANS
