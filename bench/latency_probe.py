@@ -17,6 +17,7 @@ import argparse
 import json
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -33,13 +34,15 @@ CAUSATION_HEADER = "causation_id"
 
 @dataclass(frozen=True, slots=True)
 class ProbeRun:
-    """What to send and where to read it back."""
+    """What to send and where to read it back; for plans, ``beside`` names a topic for a
+    round trip of trivial records at the same rate, at the same time."""
 
     bootstrap: str
     send_to: str
     read_from: str
     per_s: float
     count: int
+    beside: str | None = None
 
 
 def _causation(record: Any) -> str | None:
@@ -73,31 +76,6 @@ class CompletionWatch:
         return len(wanted & self.seen_s.keys())
 
 
-def round_trip(run: ProbeRun) -> dict[str, Any]:
-    """Trivial records at ``per_s``; each one's latency until visible. As many warm-up
-    records as the plans have go first, unmeasured: the first sends pay for the connections
-    and the metadata, and they would otherwise be the p99 of a thousand."""
-    reader = TailReader(run.bootstrap, run.read_from)
-    producer = bare_producer(run.bootstrap, linger_ms=0)
-    warm = min(ACCOUNTS, run.count)
-    records = [(b"k", str(i).encode(), str(i)) for i in range(warm + run.count)]
-    warmup = SteadyPublisher(producer, run.send_to, records[:warm])
-    publisher = SteadyPublisher(producer, run.send_to, records[warm:])
-    latencies_ms: list[float] = []
-    try:
-        warmup.start(float("inf"))
-        _read_back(reader, warmup, warm, WARMUP_TIMEOUT_S)
-        publisher.start(run.per_s)
-        latencies_ms = _read_back(
-            reader, publisher, run.count, run.count / run.per_s + DRAIN_LIMIT_S
-        )
-        publisher.join()
-    finally:
-        producer.close()
-        reader.close()
-    return {"latencies_ms": latencies_ms, "durations_ms": [], "completed": len(latencies_ms)}
-
-
 def _read_back(
     reader: TailReader, publisher: SteadyPublisher, count: int, timeout_s: float
 ) -> list[float]:
@@ -112,12 +90,71 @@ def _read_back(
     return latencies_ms
 
 
+class RoundTrip:
+    """Trivial records sent at a steady rate and read back: the broker's own latency.
+
+    ``warm`` sends as many records as the plans' warm-up, unmeasured (the first sends pay for
+    connections and metadata, and would otherwise be the p99 of a thousand); ``start`` then
+    sends ``count`` at ``per_s`` and reads them back on a thread of its own, so that it can run
+    beside the plans, under the same conditions."""
+
+    def __init__(self, bootstrap: str, topic: str, producer: Any, count: int) -> None:
+        self._reader = TailReader(bootstrap, topic)
+        self._producer = producer
+        self._topic = topic
+        self._count = count
+        self._warm = min(ACCOUNTS, count)
+        records = [(b"k", str(i).encode(), str(i)) for i in range(self._warm + count)]
+        self._warmup = SteadyPublisher(producer, topic, records[: self._warm])
+        self._publisher = SteadyPublisher(producer, topic, records[self._warm :])
+        self._reading: threading.Thread | None = None
+        self.latencies_ms: list[float] = []
+
+    def warm(self) -> None:
+        self._warmup.start(float("inf"))
+        _read_back(self._reader, self._warmup, self._warm, WARMUP_TIMEOUT_S)
+
+    def start(self, per_s: float) -> None:
+        timeout_s = self._count / per_s + DRAIN_LIMIT_S
+        self._publisher.start(per_s)
+        self._reading = threading.Thread(
+            target=lambda: self.latencies_ms.extend(
+                _read_back(self._reader, self._publisher, self._count, timeout_s)
+            ),
+            daemon=True,
+        )
+        self._reading.start()
+
+    def finish(self) -> list[float]:
+        """Wait for every record (or the time limit); the latencies in ms."""
+        self._publisher.join()
+        if self._reading is not None:
+            self._reading.join()
+        self._reader.close()
+        return self.latencies_ms
+
+
+def round_trip(run: ProbeRun) -> dict[str, Any]:
+    """Trivial records at ``per_s``; each one's latency until visible."""
+    producer = bare_producer(run.bootstrap, linger_ms=0)
+    try:
+        probe = RoundTrip(run.bootstrap, run.read_from, producer, run.count)
+        probe.warm()
+        probe.start(run.per_s)
+        latencies_ms = probe.finish()
+    finally:
+        producer.close()
+    return {"latencies_ms": latencies_ms, "durations_ms": [], "completed": len(latencies_ms)}
+
+
 def plans(run: ProbeRun) -> dict[str, Any]:
     """One warm-up plan per account, then ``count`` plans at ``per_s``; each plan's latency
-    from its send to its WorkflowCompleted showing."""
+    from its send to its WorkflowCompleted showing. With ``beside``, a round trip runs at the
+    same rate meanwhile (its latencies are ``beside_ms``)."""
     reader = TailReader(run.bootstrap, run.read_from)
     watch = CompletionWatch(reader)
     producer = bare_producer(run.bootstrap, linger_ms=0)
+    beside = RoundTrip(run.bootstrap, run.beside, producer, run.count) if run.beside else None
     run_id = uuid.uuid4().hex[:8]
     try:
         warm = min(ACCOUNTS, run.count)
@@ -125,18 +162,24 @@ def plans(run: ProbeRun) -> dict[str, Any]:
         SteadyPublisher(producer, run.send_to, warmup).start(float("inf"))
         if watch.until([name for _, _, name in warmup], WARMUP_TIMEOUT_S) < len(warmup):
             raise TimeoutError("the warm-up plans did not complete")
+        if beside is not None:
+            beside.warm()
         records = [plan_record(run_id, i, utc_timestamp()) for i in range(run.count)]
         publisher = SteadyPublisher(producer, run.send_to, records)
         watch.durations_ms.clear()
         publisher.start(run.per_s)
+        if beside is not None:
+            beside.start(run.per_s)
         names = [name for _, _, name in records]
         completed = watch.until(names, run.count / run.per_s + DRAIN_LIMIT_S)
         publisher.join()
+        beside_ms = beside.finish() if beside is not None else []
     finally:
         producer.close()
         reader.close()
     shown = [name for name in names if name in watch.seen_s]
     return {
+        "beside_ms": beside_ms,
         "latencies_ms": [(watch.seen_s[n] - publisher.sent_s[n]) * MS_PER_S for n in shown],
         "to_producer_ms": [(watch.created_s[n] - publisher.sent_s[n]) * MS_PER_S for n in shown],
         "durations_ms": watch.durations_ms,
@@ -160,6 +203,7 @@ def in_subprocess(mode: str, run: ProbeRun) -> dict[str, Any]:
         run.read_from,
         str(run.per_s),
         str(run.count),
+        *(["--beside", run.beside] if run.beside else []),
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
     if done.returncode != 0:
@@ -176,8 +220,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("read_from")
     parser.add_argument("per_s", type=float)
     parser.add_argument("count", type=int)
+    parser.add_argument("--beside", default=None, help="a topic for a round trip meanwhile")
     args = parser.parse_args(argv)
-    run = ProbeRun(args.bootstrap, args.send_to, args.read_from, args.per_s, args.count)
+    run = ProbeRun(
+        args.bootstrap, args.send_to, args.read_from, args.per_s, args.count, args.beside
+    )
     json.dump(MODES[args.mode](run), sys.stdout)
 
 

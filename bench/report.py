@@ -39,7 +39,8 @@ TARGETS = (
     ),
     Target(
         "latency_overhead_p99_ms",
-        f"<= {LATENCY_OVERHEAD_P99_TARGET_MS:g} ms beyond the broker's round trip (paper 0 ms)",
+        f"<= {LATENCY_OVERHEAD_P99_TARGET_MS:g} ms beyond the broker's round trip meanwhile"
+        " (paper 0 ms)",
         "latency",
         _latency_overhead,
         lambda v: v <= LATENCY_OVERHEAD_P99_TARGET_MS,
@@ -123,10 +124,10 @@ def _scenario_rows(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, st
         ]
         return [main, *extra]
     if name == "latency":
-        base = r["baseline_round_trip_ms"]
         out = []
         for key in sorted(k for k in r if k.startswith("paper_")):
             run = r[key]
+            base = run.get("round_trip_beside_ms", r["baseline_round_trip_ms"])
             for pct in ("p50", "p95", "p99"):
                 ours = run["latency_ms"][pct]
                 ratio = f"{_fmt(run['ratio'][pct])} ({run['overhead_ms'][pct]:+,.1f} ms)"
@@ -240,7 +241,10 @@ def _latency(axis: Any, result: dict[str, Any] | None) -> None:
     if not result or result.get("status") != "measured":
         _missing(axis, title)
         return
-    series = {"broker round trip": result["baseline_round_trip_ms"]}
+    series = {"broker round trip, idle": result["baseline_round_trip_ms"]}
+    paper_0 = result.get("paper_0ms", {})
+    if "round_trip_beside_ms" in paper_0:
+        series["broker round trip, beside paper 0ms"] = paper_0["round_trip_beside_ms"]
     for key in sorted(k for k in result if k.startswith("paper_")):
         series[f"job, {key.replace('_', ' ')}"] = result[key]["latency_ms"]
     percentiles = ("p50", "p95", "p99")
