@@ -60,7 +60,6 @@ from rebalance_stream.brokers.alpaca_wire import (
     parse_orders,
     parse_position_qty,
     parse_positions,
-    parse_quote_mid,
     parse_quotes,
     parse_trade_price,
 )
@@ -196,13 +195,7 @@ class AlpacaBroker:
 
     def get_latest_price(self, symbol: str) -> Decimal | None:
         """The latest trade's price, else the latest quote's midpoint, else None."""
-        params = latest_params([symbol], self._config.data_feed)
-        if params is None:
-            return None
-        price = parse_trade_price(self._latest("/stocks/trades/latest", params), symbol)
-        if price is not None:
-            return price
-        return parse_quote_mid(self._latest("/stocks/quotes/latest", params), symbol)
+        return self.get_latest_prices([symbol]).get(symbol.upper())
 
     def get_latest_prices(self, symbols: Sequence[str]) -> dict[str, Decimal]:
         """Latest trade prices in one GET /v2/stocks/trades/latest?symbols=A,B; a symbol

@@ -206,17 +206,6 @@ def parse_trade_price(raw: object, symbol: str) -> Decimal | None:
     return _positive(entry.get("p")) if entry is not None else None
 
 
-def parse_quote_mid(raw: object, symbol: str) -> Decimal | None:
-    """The midpoint of ``{"quotes": {SYM: {"ap": ..., "bp": ...}}}``, or None without both sides."""
-    entry = _market_entry(raw, "quotes", symbol)
-    if entry is None:
-        return None
-    ask, bid = _positive(entry.get("ap")), _positive(entry.get("bp"))
-    if ask is None or bid is None:
-        return None
-    return (ask + bid) / 2
-
-
 def latest_params(symbols: Iterable[str], feed: str | None) -> dict[str, str] | None:
     """The query of a latest trades or quotes request: the symbols upper-cased, each once, in
     order, and the feed when set; None when there are no symbols (nothing to ask)."""

@@ -60,7 +60,6 @@ from rebalance_stream.brokers.alpaca_wire import (
     parse_account,
     parse_order,
     parse_positions,
-    parse_quote_mid,
     parse_quotes,
     parse_trade_price,
 )
@@ -529,12 +528,9 @@ def test_parse_account_keeps_decimal_strings() -> None:
 
 def test_parse_latest_prices() -> None:
     trades = {"trades": {"SPY": {"p": Decimal("500.01"), "s": 100}}}
-    quotes = {"quotes": {"SPY": {"ap": Decimal("500.02"), "bp": Decimal("500.01")}}}
 
     assert parse_trade_price(trades, "spy") == Decimal("500.01")
-    assert parse_quote_mid(quotes, "SPY") == Decimal("500.015")
     assert parse_trade_price({"trades": {}}, "SPY") is None
-    assert parse_quote_mid({"quotes": {"SPY": {"ap": Decimal(0), "bp": Decimal(1)}}}, "SPY") is None
 
 
 def test_parse_quotes_reads_exact_decimals_and_time_of_each_symbol() -> None:
