@@ -61,6 +61,7 @@ from rebalance_stream.brokers.alpaca_wire import (
     parse_position_qty,
     parse_positions,
     parse_quotes,
+    parse_snapshots,
     parse_trade_price,
 )
 from rebalance_stream.brokers.protocol import (
@@ -69,6 +70,7 @@ from rebalance_stream.brokers.protocol import (
     BrokerOrder,
     BrokerUnavailable,
     MarketClock,
+    MarketData,
     OrderNotFound,
     OrderRequest,
     Quote,
@@ -219,6 +221,14 @@ class AlpacaBroker:
         if params is None:
             return {}
         return parse_quotes(self._latest("/stocks/quotes/latest", params), symbols)
+
+    def get_market_data(self, symbols: Sequence[str]) -> MarketData:
+        """Latest prices and quotes together, from one GET /v2/stocks/snapshots?symbols=A,B
+        (``MarketSnapshots``): a symbol without a trade is priced at its quote's midpoint."""
+        params = latest_params(symbols, self._config.data_feed)
+        if params is None:
+            return MarketData({}, {})
+        return parse_snapshots(self._latest("/stocks/snapshots", params), symbols)
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
         """Send the market or limit day order once. Raises DuplicateClientOrderId,

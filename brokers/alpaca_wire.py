@@ -28,6 +28,7 @@ from rebalance_stream.brokers.protocol import (
     BrokerOrderStatus,
     BrokerUnavailable,
     MarketClock,
+    MarketData,
     OrderRejected,
     OrderRequest,
     Quote,
@@ -235,6 +236,35 @@ def parse_quotes(raw: object, symbols: Iterable[str]) -> dict[str, Quote]:
         if quote is not None:
             quotes[symbol] = quote
     return quotes
+
+
+def parse_snapshots(raw: object, symbols: Iterable[str]) -> MarketData:
+    """The prices and quotes in multi-symbol snapshots, ``{SYM: {"latestTrade": {"p": ...},
+    "latestQuote": {"bp": ..., "ap": ..., "t": ...}, ...}}``.
+
+    A symbol's price is its latest trade's, else its quote's midpoint; its quote follows
+    ``parse_quotes``' rules. None (404) has neither; any other body but a JSON object raises
+    BrokerUnavailable."""
+    if raw is None:
+        return MarketData({}, {})
+    if not isinstance(raw, Mapping):
+        raise BrokerUnavailable("unreadable snapshots from Alpaca: not an object")
+    prices: dict[str, Decimal] = {}
+    quotes: dict[str, Quote] = {}
+    for symbol in dict.fromkeys(s.upper() for s in symbols):
+        snapshot = raw.get(symbol)
+        if not isinstance(snapshot, Mapping):
+            continue
+        trade, quote_entry = snapshot.get("latestTrade"), snapshot.get("latestQuote")
+        quote = _quote_of(quote_entry) if isinstance(quote_entry, Mapping) else None
+        if quote is not None:
+            quotes[symbol] = quote
+        price = _positive(trade.get("p")) if isinstance(trade, Mapping) else None
+        if price is None and quote is not None:
+            price = quote.mid
+        if price is not None:
+            prices[symbol] = price
+    return MarketData(prices, quotes)
 
 
 def _quote_of(entry: Mapping[str, Any]) -> Quote | None:

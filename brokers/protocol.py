@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from rebalance_stream.contracts.execution import OrderSide
 
@@ -56,6 +56,15 @@ class Quote:
     @property
     def spread(self) -> Decimal:
         return self.ask - self.bid
+
+
+@dataclass(frozen=True, slots=True)
+class MarketData:
+    """Latest prices and quotes of the same symbols, read together, keyed by upper-case
+    symbol: ``prices`` as ``get_latest_prices`` gives them, ``quotes`` as ``get_quotes``."""
+
+    prices: dict[str, Decimal]
+    quotes: dict[str, Quote]
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,4 +220,14 @@ class Broker(Protocol):
 
     def list_orders(self, client_order_id_prefix: str = "") -> list[BrokerOrder]:
         """Every order whose client_order_id starts with the prefix, oldest first."""
+        ...
+
+
+@runtime_checkable
+class MarketSnapshots(Protocol):
+    """A venue that reads a plan's prices and quotes in one request (Alpaca's snapshots);
+    the executor uses it when the broker has it, and two reads otherwise."""
+
+    def get_market_data(self, symbols: Sequence[str]) -> MarketData:
+        """``get_latest_prices`` and ``get_quotes`` of ``symbols``, from one read."""
         ...

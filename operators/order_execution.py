@@ -21,7 +21,14 @@ from decimal import Decimal
 import structlog
 
 from rebalance_stream.brokers.order_watch import OrderWatch, PollingOrderWatch
-from rebalance_stream.brokers.protocol import Broker, BrokerOrder, Quote, UnknownAsset
+from rebalance_stream.brokers.protocol import (
+    Broker,
+    BrokerOrder,
+    MarketData,
+    MarketSnapshots,
+    Quote,
+    UnknownAsset,
+)
 from rebalance_stream.contracts.client_order_id import client_order_id, with_attempt
 from rebalance_stream.contracts.execution import OrderResult
 from rebalance_stream.contracts.rebalance import RebalancePlan, RebalancePlanItem, TradeAction
@@ -193,12 +200,11 @@ class PlanOrderExecutor:
             started = self._clock()
             deadline = started + timedelta(seconds=self._config.plan_deadline_s)
             symbols = [item.symbol for item in [*sells, *buys]]
-            latest = pool.submit(self._broker.get_latest_prices, symbols)
             held = pool.submit(self._broker.get_positions) if sells else None
-            quotes = self._broker.get_quotes(symbols)
-            known = pool.result(latest)
+            market = self._market_data(pool, symbols)
             positions = pool.result(held) if held is not None else {}
-            prices: dict[str, Decimal | None] = {s: known.get(s) for s in symbols}
+            prices: dict[str, Decimal | None] = {s: market.prices.get(s) for s in symbols}
+            quotes = market.quotes
             denial = check_prices(prices, quotes, self._config.price_sanity)
             if denial is not None:
                 log.warning("price_sanity_denied", plan_id=plan.plan_id, reason=denial.reason)
@@ -225,6 +231,16 @@ class PlanOrderExecutor:
         by_symbol = {result.symbol: result for result in [*sell_results, *buy_results]}
         ordered = tuple(by_symbol[item.symbol] for item in plan.items if item.symbol in by_symbol)
         return OrdersOutcome(ordered, timings)
+
+    def _market_data(self, pool: PlanTasks, symbols: list[str]) -> MarketData:
+        """The plan's prices and quotes: one read at a venue with snapshots, else the prices
+        on the pool while this thread reads the quotes."""
+        broker = self._broker
+        if isinstance(broker, MarketSnapshots):
+            return broker.get_market_data(symbols)
+        latest = pool.submit(broker.get_latest_prices, symbols)
+        quotes = broker.get_quotes(symbols)
+        return MarketData(pool.result(latest), quotes)
 
     def _run_phase(
         self, pool: PlanTasks, run: _PlanRun, prepared: list[PreparedOrder]

@@ -41,11 +41,6 @@ from rebalance_stream.brokers.fake_alpaca.wire import (
     parse_ticket,
     position_json,
 )
-from rebalance_stream.contracts.wire import format_timestamp
-
-DATA_FEEDS = frozenset({"iex", "sip", "delayed_sip", "otc", "boats", "overnight"})
-_QUOTE_SIZE = 100
-_TRADE_ID = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +130,7 @@ def _compile(template: str) -> re.Pattern[str]:
 
 
 class TradingApi:
-    """The ``/v2`` trading and market data endpoints over one Engine."""
+    """The ``/v2`` trading endpoints over one Engine (market data: ``market_data``)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -152,8 +147,6 @@ class TradingApi:
             ("GET", "/v2/orders:by_client_order_id", self.order_by_client_id),
             ("GET", "/v2/orders/{order_id}", self.order),
             ("DELETE", "/v2/orders/{order_id}", self.cancel_order),
-            ("GET", "/v2/stocks/quotes/latest", self.latest_quotes),
-            ("GET", "/v2/stocks/trades/latest", self.latest_trades),
         ]
 
     def account(self, request: Request, args: Mapping[str, str]) -> Reply:
@@ -213,61 +206,6 @@ class TradingApi:
     def cancel_order(self, request: Request, args: Mapping[str, str]) -> Reply:
         result = self._engine.cancel(args["order_id"])
         return error_reply(result) if isinstance(result, ApiError) else Reply(204)
-
-    def latest_quotes(self, request: Request, args: Mapping[str, str]) -> Reply:
-        """``{"quotes": {symbol: {ap, as, ax, bp, bs, bx, c, t, z}}}``; unknown symbols left out."""
-        symbols = self._symbols(request)
-        if isinstance(symbols, Reply):
-            return symbols
-        now = format_timestamp(self._engine.clock()[0])
-        quotes: dict[str, object] = {}
-        for symbol in symbols:
-            quote = self._engine.quote(symbol)
-            if quote is not None:
-                quotes[symbol] = {
-                    "ap": quote.ask,
-                    "as": _QUOTE_SIZE,
-                    "ax": "V",
-                    "bp": quote.bid,
-                    "bs": _QUOTE_SIZE,
-                    "bx": "V",
-                    "c": ["R"],
-                    "t": now,
-                    "z": "B",
-                }
-        return json_reply(200, {"quotes": quotes})
-
-    def latest_trades(self, request: Request, args: Mapping[str, str]) -> Reply:
-        """``{"trades": {symbol: {c, i, p, s, t, x, z}}}`` at the quote's mid."""
-        symbols = self._symbols(request)
-        if isinstance(symbols, Reply):
-            return symbols
-        now = format_timestamp(self._engine.clock()[0])
-        trades: dict[str, object] = {}
-        for symbol in symbols:
-            quote = self._engine.quote(symbol)
-            if quote is not None:
-                trades[symbol] = {
-                    "c": ["@"],
-                    "i": _TRADE_ID,
-                    "p": quote.mid,
-                    "s": _QUOTE_SIZE,
-                    "t": now,
-                    "x": "V",
-                    "z": "B",
-                }
-        return json_reply(200, {"trades": trades})
-
-    @staticmethod
-    def _symbols(request: Request) -> list[str] | Reply:
-        """The ``symbols`` parameter, or the market data API's 400 answer."""
-        feed = request.params.get("feed")
-        if feed is not None and feed not in DATA_FEEDS:
-            return json_reply(400, {"message": f"invalid feed: {feed}"})
-        symbols = [s.strip().upper() for s in request.params.get("symbols", "").split(",")]
-        if not any(symbols):
-            return json_reply(400, {"message": "missing symbols"})
-        return [s for s in symbols if s]
 
 
 class AdminApi:

@@ -50,6 +50,7 @@ from rebalance_stream.brokers.fake_alpaca.faults import (
     RateState,
 )
 from rebalance_stream.brokers.fake_alpaca.http_server import HttpServer, RequestHandler
+from rebalance_stream.brokers.fake_alpaca.market_data import MarketDataApi
 from rebalance_stream.brokers.fake_alpaca.model import FillBehaviour
 from rebalance_stream.brokers.fake_alpaca.trade_stream import (
     StreamCondition,
@@ -111,7 +112,10 @@ class FakeAlpacaServer:
         self.stream = TradeStreamServer(self.config.api_key_id, self.config.secret_key)
         self.engine.add_listener(self.stream.publish)
         admin = AdminApi(self.engine, self.faults, self.stats, self.stream)
-        self._router = Router(TradingApi(self.engine).routes() + admin.routes())
+        market_data = MarketDataApi(self.engine)
+        self._router = Router(
+            TradingApi(self.engine).routes() + market_data.routes() + admin.routes()
+        )
         self._httpd: HttpServer | None = None
         self._thread: threading.Thread | None = None
         self._ticking = threading.Event()

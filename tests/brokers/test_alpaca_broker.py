@@ -61,6 +61,7 @@ from rebalance_stream.brokers.alpaca_wire import (
     parse_order,
     parse_positions,
     parse_quotes,
+    parse_snapshots,
     parse_trade_price,
 )
 from rebalance_stream.brokers.fake_alpaca import (
@@ -78,6 +79,7 @@ from rebalance_stream.brokers.fake_alpaca.model import Order as VenueOrder
 from rebalance_stream.brokers.fake_alpaca.model import OrderQuery
 from rebalance_stream.brokers.fake_alpaca.model import OrderTicket as VenueTicket
 from rebalance_stream.brokers.fake_alpaca.wire import dumps
+from rebalance_stream.brokers.protocol import MarketData, MarketSnapshots
 from rebalance_stream.brokers.rate_limit import TokenBucket
 from rebalance_stream.contracts.execution import OrderSide
 from rebalance_stream.contracts.rebalance import RebalancePlanned
@@ -868,6 +870,48 @@ def test_alpaca_broker_get_quotes_asks_once_for_every_symbol() -> None:
     assert total_requests(venue) == count(venue, "GET", QUOTES_PATH) == 1
 
 
+def test_alpaca_broker_get_market_data_reads_prices_and_quotes_in_one_request() -> None:
+    with (
+        RecordingServer(venue_config(clock=lambda: QUOTED_AT)) as venue,
+        started(venue, data_feed="iex") as alpaca,
+    ):
+        market = alpaca.get_market_data(["spy", "AAPL", "NOPE", "SPY"])
+        none = alpaca.get_market_data([])
+
+    assert isinstance(alpaca, MarketSnapshots)
+    assert market.quotes == {
+        "SPY": BrokerQuote(Decimal("499.99"), Decimal("500.01"), QUOTED_AT),
+        "AAPL": BrokerQuote(Decimal("187.3311"), Decimal("187.3313"), QUOTED_AT),
+    }
+    assert market.prices == {"SPY": Decimal("500.00"), "AAPL": Decimal("187.3312")}
+    assert none == MarketData({}, {})
+    assert venue.queries == [("/v2/stocks/snapshots", {"symbols": "SPY,AAPL,NOPE", "feed": "iex"})]
+    assert total_requests(venue) == 1
+
+
+def test_parse_snapshots_prices_from_trades_else_the_quote_and_refuses_a_non_object() -> None:
+    raw = {
+        "SPY": {
+            "latestTrade": {"p": Decimal("500.02")},
+            "latestQuote": {"bp": Decimal("499.99"), "ap": Decimal("500.01")},
+        },
+        "GLD": {"latestQuote": {"bp": Decimal("190.00"), "ap": Decimal("190.10")}},
+        "QQQ": {"latestTrade": {"p": 0}, "latestQuote": {"bp": Decimal(2), "ap": Decimal(1)}},
+        "TQQQ": "not a snapshot",
+    }
+
+    market = parse_snapshots(raw, ["spy", "GLD", "QQQ", "TQQQ", "NOPE"])
+
+    assert market.prices == {"SPY": Decimal("500.02"), "GLD": Decimal("190.05")}
+    assert market.quotes == {
+        "SPY": BrokerQuote(Decimal("499.99"), Decimal("500.01")),
+        "GLD": BrokerQuote(Decimal("190.00"), Decimal("190.10")),
+    }  # QQQ's quote is crossed and its trade is no price: it has neither
+    assert parse_snapshots(None, ["SPY"]) == MarketData({}, {})
+    with pytest.raises(BrokerUnavailable, match="snapshots"):
+        parse_snapshots(["SPY"], ["SPY"])
+
+
 def test_alpaca_broker_get_quotes_sends_the_configured_feed() -> None:
     with RecordingServer(venue_config()) as venue, started(venue, data_feed="iex") as alpaca:
         quotes = alpaca.get_quotes(["TQQQ"])
@@ -1354,10 +1398,11 @@ def test_alpaca_broker_executor_happy_path_request_counts(venue: FakeAlpacaServe
     # Per order: lookup, asset, submit; the fill is in the answer.
     assert counts[("GET", "/v2/orders:by_client_order_id")] == 2
     assert counts.get(("GET", "/v2/orders/{order_id}"), 0) == 0
-    # The plan's trades and quotes in one request each, whatever its number of symbols.
-    assert counts[("GET", "/v2/stocks/trades/latest")] == 1
-    assert counts[("GET", "/v2/stocks/quotes/latest")] == 1
-    assert total_requests(venue) == 2 * 3 + 3  # and one read of buying power
+    # The plan's trades and quotes in one snapshots request, whatever its number of symbols.
+    assert counts[("GET", "/v2/stocks/snapshots")] == 1
+    assert ("GET", "/v2/stocks/trades/latest") not in counts
+    assert ("GET", "/v2/stocks/quotes/latest") not in counts
+    assert total_requests(venue) == 2 * 3 + 2  # and one read of buying power
 
 
 def test_alpaca_broker_executor_sells_then_buys_a_full_plan(venue: FakeAlpacaServer) -> None:

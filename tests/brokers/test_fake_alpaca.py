@@ -17,7 +17,11 @@ import pytest
 import requests
 from alpaca.common.exceptions import APIError
 from alpaca.data.historical.stock import StockHistoricalDataClient
-from alpaca.data.requests import StockLatestQuoteRequest, StockLatestTradeRequest
+from alpaca.data.requests import (
+    StockLatestQuoteRequest,
+    StockLatestTradeRequest,
+    StockSnapshotRequest,
+)
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, OrderStatus, QueryOrderStatus, TimeInForce
 from alpaca.trading.models import Order
@@ -163,6 +167,28 @@ def test_data_client_latest_quote_and_trade_use_the_same_base_url(
     assert (quotes["SPY"].bid_price, quotes["SPY"].ask_price) == (499.99, 500.01)
     assert trades["GLD"].price == 190.05
     assert server.request_counts()[("GET", "/v2/stocks/quotes/latest")] == 1
+
+
+def test_data_client_reads_the_fakes_snapshots_as_alpacas(server: FakeAlpacaServer) -> None:
+    """alpaca-py's own parsing of the multi-symbol snapshots: keyed by symbol at the top."""
+    data = StockHistoricalDataClient(KEY_ID, SECRET, url_override=server.base_url)
+    data._retry = 0
+
+    snapshots = data.get_stock_snapshot(
+        StockSnapshotRequest(symbol_or_symbols=["SPY", "GLD", "NOPE"], feed="iex")
+    )
+
+    assert set(snapshots) == {"SPY", "GLD"}
+    spy, gld = snapshots["SPY"], snapshots["GLD"]
+    assert spy.latest_quote is not None
+    assert spy.latest_trade is not None
+    assert gld.latest_trade is not None
+    # alpaca-py's models hold floats: compared as the decimals they print as.
+    quote = (spy.latest_quote.bid_price, spy.latest_quote.ask_price)
+    assert [Decimal(repr(side)) for side in quote] == [Decimal("499.99"), Decimal("500.01")]
+    assert Decimal(repr(spy.latest_trade.price)) == Decimal("500.0")
+    assert Decimal(repr(gld.latest_trade.price)) == Decimal("190.05")
+    assert server.request_counts()[("GET", "/v2/stocks/snapshots")] == 1
 
 
 # -- orders -----------------------------------------------------------------------------------

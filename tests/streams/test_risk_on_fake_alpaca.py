@@ -36,6 +36,7 @@ from rebalance_stream.streams.pipeline import (
 
 TOPICS = OutputTopics()
 TRADES_PATH = "/v2/stocks/trades/latest"
+SNAPSHOTS_PATH = "/v2/stocks/snapshots"
 QUOTES = {
     "SPY": Quote(Decimal("99.90"), Decimal("100.10")),
     "QQQ": Quote(Decimal("399.80"), Decimal("400.20")),
@@ -55,13 +56,16 @@ class TradePrintingServer(FakeAlpacaServer):
 
     def handle(self, request: Request) -> Reply:
         reply = super().handle(request)
-        if request.path != TRADES_PATH or reply.status != 200 or not self.trade_prices:
+        paths = (TRADES_PATH, SNAPSHOTS_PATH)
+        if request.path not in paths or reply.status != 200 or not self.trade_prices:
             return reply
-        body = json.loads(reply.body)
+        body = json.loads(reply.body, parse_float=Decimal)  # the quotes' digits unchanged
         for symbol, price in self.trade_prices.items():
-            if symbol in body["trades"]:
+            if request.path == TRADES_PATH and symbol in body["trades"]:
                 body["trades"][symbol]["p"] = str(price)
-        return replace(reply, body=json.dumps(body).encode())
+            elif request.path == SNAPSHOTS_PATH and symbol in body:
+                body[symbol]["latestTrade"]["p"] = str(price)
+        return replace(reply, body=json.dumps(body, default=str).encode())
 
 
 @dataclass
