@@ -21,7 +21,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # type: ignore[i
 from kafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
 
 from bench.common import MS_PER_S, SESSION_TIMEOUT_MS, rate
-from rebalance_stream.streams.kafka_clients import PRODUCER_LINGER_MS
+from rebalance_stream.streams.settings import DEFAULT_PRODUCER_LINGER_MS
 
 POLL_TIMEOUT_MS = 200
 READ_POLL_MS = 20
@@ -43,7 +43,7 @@ def bare_consumer(bootstrap: str, group_id: str | None, topic: str | None = None
     )
 
 
-def bare_producer(bootstrap: str, linger_ms: int = PRODUCER_LINGER_MS) -> Any:
+def bare_producer(bootstrap: str, linger_ms: int = DEFAULT_PRODUCER_LINGER_MS) -> Any:
     """The job's producer settings: acks=all, idempotent."""
     return KafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=linger_ms

@@ -29,8 +29,8 @@ from quixstreams import Application
 
 from rebalance_stream.contracts.rebalance import RebalancePlanned
 
-# Comparable to the job's producer (acks=all, idempotent, linger 5 ms).
-PRODUCER_CONFIG: dict[str, Any] = {"acks": "all", "enable.idempotence": True, "linger.ms": 5}
+# Comparable to the job's producer (acks=all, idempotent, linger 0 ms).
+PRODUCER_CONFIG: dict[str, Any] = {"acks": "all", "enable.idempotence": True, "linger.ms": 0}
 COMMIT_POLL_S = 0.005
 KAFKA_TIMEOUT_S = 30.0
 MS_PER_S = 1000

@@ -22,8 +22,6 @@ __all__ = [
     "transactional_id_of",
 ]
 
-PRODUCER_LINGER_MS = 5
-
 
 def make_consumer(settings: Settings) -> Any:
     """A group member with no auto-commit; static membership when an instance id is set."""
@@ -48,7 +46,7 @@ def make_producer(settings: Settings) -> Any:
         **client_config(settings),
         acks="all",
         enable_idempotence=True,
-        linger_ms=PRODUCER_LINGER_MS,
+        linger_ms=settings.producer_linger_ms,
         max_block_ms=settings.producer_max_block_ms,
     )
 
@@ -68,7 +66,7 @@ def make_transactional_producer(settings: Settings) -> Any:
         **client_config(settings),
         acks="all",
         enable_idempotence=True,
-        linger_ms=PRODUCER_LINGER_MS,
+        linger_ms=settings.producer_linger_ms,
         max_block_ms=settings.producer_max_block_ms,
         transactional_id=transactional_id_of(settings),
         transaction_timeout_ms=settings.transaction_timeout_ms,

@@ -19,6 +19,7 @@ from rebalance_stream.brokers.paper import PaperBroker
 from rebalance_stream.ledger.memory import InMemoryLedger
 from rebalance_stream.ledger.protocol import Ledger
 from rebalance_stream.operators.flow import Disposition
+from rebalance_stream.streams.kafka_clients import make_producer, make_transactional_producer
 from rebalance_stream.streams.runner import EXIT_OK, ORDER_THREADS, JobHooks, PlanConsumerJob
 from rebalance_stream.streams.settings import Settings
 
@@ -214,3 +215,19 @@ def end_offsets(kafka_broker: str, settings: Settings) -> dict[int, int]:
     ends = consumer.end_offsets(partitions)
     consumer.close()
     return {tp.partition: offset for tp, offset in ends.items()}
+
+
+def test_output_producers_take_their_linger_from_the_settings(
+    kafka_broker: str, topic_factory: Any
+) -> None:
+    settings = settings_for(kafka_broker, topic_factory)
+    tuned = settings.model_copy(
+        update={"producer_linger_ms": 7, "transactional_id": settings.group_id + ".linger"}
+    )
+    producers = [make_producer(settings), make_producer(tuned), make_transactional_producer(tuned)]
+
+    lingers = [producer.config["linger_ms"] for producer in producers]
+    for producer in producers:
+        producer.close()
+
+    assert lingers == [0, 7, 7]
