@@ -29,8 +29,9 @@ from quixstreams import Application
 
 from rebalance_stream.contracts.rebalance import RebalancePlanned
 
-# Comparable to the job's producer (acks=all, idempotent, linger 0 ms).
-PRODUCER_CONFIG: dict[str, Any] = {"acks": "all", "enable.idempotence": True, "linger.ms": 0}
+# acks=all and idempotent like the job's producer; linger.ms is librdkafka's default (5 ms):
+# the simplest application keeps it, and librdkafka is built around its batches.
+PRODUCER_CONFIG: dict[str, Any] = {"acks": "all", "enable.idempotence": True, "linger.ms": 5}
 COMMIT_POLL_S = 0.005
 KAFKA_TIMEOUT_S = 30.0
 MS_PER_S = 1000
