@@ -60,7 +60,11 @@ def measure_job(
     try:
         driver.start()
         probe = ProbeRun(bootstrap, topics.input, topics.workflow_completed, per_s, count, beside)
-        measured = in_subprocess("plans", probe)
+        try:
+            measured = in_subprocess("plans", probe)
+        except RuntimeError as exc:
+            counts = driver.job.counts.snapshot()
+            raise RuntimeError(f"{exc} (the job had decided {counts})") from exc
         driver.stop()
     finally:
         driver.abort()

@@ -160,8 +160,10 @@ def plans(run: ProbeRun) -> dict[str, Any]:
         warm = min(ACCOUNTS, run.count)
         warmup = [plan_record(f"warm-{run_id}", i, utc_timestamp()) for i in range(warm)]
         SteadyPublisher(producer, run.send_to, warmup).start(float("inf"))
-        if watch.until([name for _, _, name in warmup], WARMUP_TIMEOUT_S) < len(warmup):
-            raise TimeoutError("the warm-up plans did not complete")
+        warmed = watch.until([name for _, _, name in warmup], WARMUP_TIMEOUT_S)
+        if warmed < len(warmup):
+            message = f"{warmed} of {len(warmup)} warm-up plans completed in {WARMUP_TIMEOUT_S} s"
+            raise TimeoutError(message)
         if beside is not None:
             beside.warm()
         records = [plan_record(run_id, i, utc_timestamp()) for i in range(run.count)]
