@@ -27,6 +27,7 @@ from support import paper_account
 from test_job_on_kafka import run_job_until
 
 from rebalance_stream.brokers.paper import PaperBroker
+from rebalance_stream.contracts.wire import format_timestamp
 from rebalance_stream.ledger.protocol import decode_outputs
 from rebalance_stream.ledger.sqlite import SqliteLedger
 from rebalance_stream.sinks.routing import event_record
@@ -274,7 +275,9 @@ def test_replay_dry_run_reports_what_the_job_would_do_and_claims_nothing(
     settings = decided.settings.model_copy(update={"topic_input": topic, "max_plan_age_s": 3600})
     plan_0 = planned("plan-0", [Trade("VTI", "BUY", "250.00", 1)], account_id="acct-0")
     conflicting = planned("plan-1", [Trade("VTI", "BUY", "999.00", 1)], event_id="evt-x")
-    fresh = planned("plan-fresh", [Trade("VTI", "BUY", "250.00", 1)])
+    # The replay judges staleness by the wall clock: the fresh plan is timed now.
+    now = format_timestamp(datetime.now(UTC))
+    fresh = planned("plan-fresh", [Trade("VTI", "BUY", "250.00", 1)], timestamp=now)
     old = planned("plan-old", [Trade("VTI", "BUY", "250.00", 1)], timestamp="2026-01-02T00:00:00Z")
     invalid = planned("plan-bad", [Trade("VTI", "BUY", "-5.00", 1)])
     documents = [plan_0, {**plan_0, "event_id": "evt-plan-0-again"}, conflicting, fresh, fresh, old]
