@@ -100,8 +100,6 @@ class RoundTrip:
 
     def __init__(self, bootstrap: str, topic: str, producer: Any, count: int) -> None:
         self._reader = TailReader(bootstrap, topic)
-        self._producer = producer
-        self._topic = topic
         self._count = count
         self._warm = min(ACCOUNTS, count)
         records = [(b"k", str(i).encode(), str(i)) for i in range(self._warm + count)]
