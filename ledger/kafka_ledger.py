@@ -287,7 +287,7 @@ class KafkaLedger(InMemoryLedger):
             self._partition_of.pop(plan_id, None)
             self._account_of.pop(plan_id, None)
         self._events = {e: p for e, p in self._events.items() if p not in plans}
-        self._digests = {d: p for d, p in self._digests.items() if p not in plans}
+        self._digests = {d: ids for d, ids in self._digests.items() if ids[0] not in plans}
         for order_id in [c for c, i in self._intents.items() if i.plan_id in plans]:
             del self._intents[order_id]
             self._terminals.pop(order_id, None)

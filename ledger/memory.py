@@ -23,6 +23,7 @@ from rebalance_stream.ledger.protocol import (
     OrderTerminal,
     PlanClaim,
     PlanOutcome,
+    PublishedInput,
     decide_claim,
     trading_day,
 )
@@ -38,8 +39,8 @@ class InMemoryLedger:
         self._intents: dict[str, OrderIntent] = {}
         self._terminals: dict[str, OrderTerminal] = {}
         self._in_flight: set[str] = set()
-        self._digests: dict[str, str] = {}
-        """input_digest -> plan_id, of NEW claims that had one."""
+        self._digests: dict[str, tuple[str, str]] = {}
+        """input_digest -> (plan_id, correlation_id), of NEW claims that had both."""
         self._notional = DailyNotional()
 
     def claim(self, request: PlanClaim) -> Claim:
@@ -57,8 +58,9 @@ class InMemoryLedger:
                     request.items_fingerprint,
                     request.received_at,
                 )
-                if request.input_digest is not None:
-                    self._digests.setdefault(request.input_digest, request.plan_id)
+                if request.input_digest is not None and request.correlation_id is not None:
+                    ids = (request.plan_id, request.correlation_id)
+                    self._digests.setdefault(request.input_digest, ids)
             if answer.status is not ClaimStatus.EVENT_ID_REUSED:
                 self._events.setdefault(request.event_id, request.plan_id)
             return answer
@@ -121,10 +123,13 @@ class InMemoryLedger:
                 if known is not None and known.outputs is not None:
                     self._plans[plan_id] = replace(known, acknowledged=True)
 
-    def published_input(self, input_digest: str) -> str | None:
+    def published_input(self, input_digest: str) -> PublishedInput | None:
         with self._lock:
-            known = self._plans.get(self._digests.get(input_digest, ""))
-            return known.first_event_id if known is not None and known.acknowledged else None
+            plan_id, correlation_id = self._digests.get(input_digest, ("", ""))
+            known = self._plans.get(plan_id)
+            if known is None or not known.acknowledged:
+                return None
+            return PublishedInput(plan_id, known.first_event_id, correlation_id)
 
     def expire(self, before: datetime) -> int:
         with self._lock:
@@ -134,7 +139,7 @@ class InMemoryLedger:
                 self._in_flight.discard(plan_id)
             gone = set(old)
             self._events = {e: p for e, p in self._events.items() if p not in gone}
-            self._digests = {d: p for d, p in self._digests.items() if p not in gone}
+            self._digests = {d: ids for d, ids in self._digests.items() if ids[0] not in gone}
             for order_id in [o for o, i in self._intents.items() if i.plan_id in gone]:
                 del self._intents[order_id]
                 self._terminals.pop(order_id, None)

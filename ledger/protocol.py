@@ -57,6 +57,8 @@ class PlanClaim:
     input_digest: str | None = None
     """``input_digest`` of the input record's value: a ledger that keeps it with a NEW plan can
     tell later that these exact bytes were executed and published (``PublishedInputs``)."""
+    correlation_id: str | None = None
+    """The event's correlation_id, kept with ``input_digest`` for the skipped input's log."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,11 +237,20 @@ class PublishedInputs(Protocol):
     and every output in Kafka. Such an input again can only be a duplicate, whatever it
     holds, so a replay may skip it before validating it."""
 
-    def published_input(self, input_digest: str) -> str | None:
-        """The first event_id of the plan first claimed from an input with this digest, once
-        its outputs are acknowledged; None otherwise (unknown, undecided, or not yet known to
-        be acknowledged, which only costs the full path)."""
+    def published_input(self, input_digest: str) -> PublishedInput | None:
+        """The ids of the input with this digest that first claimed its plan, once the plan's
+        outputs are acknowledged; None otherwise (unknown, undecided, claimed without a
+        correlation_id, or not yet known to be acknowledged: each only costs the full path)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedInput:
+    """The ids that a published plan's first input carried; equal bytes carry the same."""
+
+    plan_id: str
+    event_id: str
+    correlation_id: str
 
 
 def input_digest(value: bytes) -> str:

@@ -33,6 +33,7 @@ from rebalance_stream.ledger.protocol import (
     OrderTerminal,
     PlanClaim,
     PlanOutcome,
+    PublishedInput,
     decide_claim,
 )
 from rebalance_stream.ledger.sqlite_buffer import NOTHING_PENDING, IntentWrite, PendingRows
@@ -313,12 +314,12 @@ class SqliteLedger:
             return replace(known, acknowledged=True)
         return known
 
-    def published_input(self, input_digest: str) -> str | None:
+    def published_input(self, input_digest: str) -> PublishedInput | None:
         """Read from the file alone: a plan or an acknowledgement still buffered is not seen
         (the full path then decides, as it would anyway)."""
         with self._read_lock:
             row = self._reader.execute(SELECT_PUBLISHED_INPUT, (input_digest,)).fetchone()
-        return str(row[0]) if row else None
+        return PublishedInput(str(row[0]), str(row[1]), str(row[2])) if row else None
 
     def _stored(self, plan_id: str, event_id: str) -> tuple[KnownPlan | None, str | None]:
         """The plan and the event's plan_id as the file has them, on the reading connection."""

@@ -34,7 +34,15 @@ class PendingRows:
         known = KnownPlan(r.plan_id, r.event_id, r.items_fingerprint, r.received_at)
         self.plans[r.plan_id] = (
             known,
-            (r.plan_id, r.event_id, r.items_fingerprint, r.account_id, received_at, r.input_digest),
+            (
+                r.plan_id,
+                r.event_id,
+                r.items_fingerprint,
+                r.account_id,
+                received_at,
+                r.input_digest,
+                r.correlation_id,
+            ),
         )
 
     def __len__(self) -> int:

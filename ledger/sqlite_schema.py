@@ -1,8 +1,9 @@
-"""The SQLite ledger's schema, statements and row conversions (schema version 2).
+"""The SQLite ledger's schema, statements and row conversions (schema version 3).
 
 Decimals are stored as exact text and timestamps as fixed-width UTC ISO text, so that text order
-is time order. ``migrate`` creates the tables, brings a version 1 file to version 2 (plans keep
-their first input's digest), and refuses a file from a newer version.
+is time order. ``migrate`` creates the tables, brings an older file to version 3 (version 2
+keeps each plan's first input digest, version 3 its correlation_id; older plans have neither),
+and refuses a file from a newer version.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from rebalance_stream.ledger.protocol import (
     trading_day,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 5.0
 DEFAULT_MAX_PENDING = 10_000
 """Buffered rows (claims, event_ids, acknowledgements) that force a flush."""
@@ -38,7 +39,8 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS plans (
         plan_id TEXT PRIMARY KEY, first_event_id TEXT NOT NULL, items_fingerprint TEXT NOT NULL,
         account_id TEXT NOT NULL, first_received_at TEXT NOT NULL, outputs BLOB,
-        decided_at TEXT, acknowledged INTEGER NOT NULL DEFAULT 0, input_digest TEXT)""",
+        decided_at TEXT, acknowledged INTEGER NOT NULL DEFAULT 0, input_digest TEXT,
+        correlation_id TEXT)""",
     "CREATE INDEX IF NOT EXISTS plans_by_received_at ON plans (first_received_at)",
     "CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, plan_id TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS events_by_plan ON events (plan_id)",
@@ -53,7 +55,10 @@ SCHEMA = (
         filled_avg_price TEXT)""",
 )
 # From the version a file has to the next; a new file is created at SCHEMA_VERSION.
-UPGRADES = {1: ("ALTER TABLE plans ADD COLUMN input_digest TEXT",)}
+UPGRADES = {
+    1: ("ALTER TABLE plans ADD COLUMN input_digest TEXT",),
+    2: ("ALTER TABLE plans ADD COLUMN correlation_id TEXT",),
+}
 INDEXES = (
     "CREATE INDEX IF NOT EXISTS plans_by_input_digest ON plans (input_digest)"
     " WHERE input_digest IS NOT NULL",
@@ -72,10 +77,12 @@ SELECT_PLAN_TO_CLAIM = (
 )
 INSERT_PLAN = (
     "INSERT INTO plans (plan_id, first_event_id, items_fingerprint, account_id,"
-    " first_received_at, input_digest, acknowledged) VALUES (?, ?, ?, ?, ?, ?, 0)"
+    " first_received_at, input_digest, correlation_id, acknowledged)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, 0)"
 )
 SELECT_PUBLISHED_INPUT = (
-    "SELECT first_event_id FROM plans WHERE input_digest = ? AND acknowledged = 1 LIMIT 1"
+    "SELECT plan_id, first_event_id, correlation_id FROM plans"
+    " WHERE input_digest = ? AND acknowledged = 1 AND correlation_id IS NOT NULL LIMIT 1"
 )
 INSERT_EVENT = "INSERT INTO events (event_id, plan_id) VALUES (?, ?)"
 SELECT_EVENT_PLAN = "SELECT plan_id FROM events WHERE event_id = ?"

@@ -3,8 +3,8 @@
 In SPEC 3.1 order: decode, validate, dedupe, reject_stale, skip_when_no_trades,
 gate_on_market_clock, check_risk, execute_orders (inside serialize_by_account),
 classify_outcome, to_output_events, then record_outcomes (the ledger keeps each plan's outputs).
-With a ledger that knows published inputs, skip_published_inputs sits between decode and
-validate (a replay's duplicates, decided before validation).
+With a ledger that knows published inputs, skip_published_inputs wraps all of them: a
+replay's inputs whose exact bytes were published get their duplicate's Disposition, undecoded.
 """
 
 from rebalance_stream.operators.classify import classify_execution, classify_outcome
@@ -34,7 +34,7 @@ from rebalance_stream.operators.output_events import disposition_of, to_output_e
 from rebalance_stream.operators.per_account import serialize_by_account
 from rebalance_stream.operators.record_outcomes import record_outcomes
 from rebalance_stream.operators.risk import KillSwitch, RiskLimits, check_risk, evaluate_risk
-from rebalance_stream.operators.skip_published import skip_published_inputs
+from rebalance_stream.operators.skip_published import skip_published_inputs, skipped_disposition
 from rebalance_stream.operators.staleness import reject_stale
 from rebalance_stream.operators.validate import validate
 
@@ -74,6 +74,7 @@ __all__ = [
     "serialize_by_account",
     "skip_published_inputs",
     "skip_when_no_trades",
+    "skipped_disposition",
     "to_output_events",
     "validate",
 ]

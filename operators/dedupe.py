@@ -39,6 +39,7 @@ def claim_request(envelope: Envelope[RebalancePlanned], event: RebalancePlanned)
         account_id=plan.account_id,
         partition=envelope.record.position.partition,
         input_digest=input_digest(envelope.record.value),
+        correlation_id=event.correlation_id,
     )
 
 

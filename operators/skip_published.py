@@ -1,60 +1,124 @@
-"""skip_published_inputs: an input already executed and published, found before validation.
+"""skip_published_inputs: an input already executed and published, settled before it is decoded.
 
 A replay from old offsets reads inputs whose plans are done. The ledger keeps the digest of the
 bytes each plan was first claimed from (``PlanClaim.input_digest``); an input with those exact
-bytes, once its plan's outputs are all in Kafka, can only be a duplicate (SPEC 3.9). Skipping it
-here decides what ``dedupe`` would (DUPLICATE_EVENT, nothing published), without validating,
-fingerprinting and claiming it first.
+bytes, once its plan's outputs are all in Kafka, can only be a duplicate (SPEC 3.9). It gets the
+Disposition that ``dedupe`` would give it, at once, without being decoded, validated,
+fingerprinted or claimed, and without passing the operators that decide the other inputs.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
+import reactivex
 import structlog
+from reactivex import Observable
 from reactivex import operators as ops
 
-from rebalance_stream.contracts.outcomes import FailureStep
-from rebalance_stream.ledger.protocol import ClaimStatus, PublishedInputs, input_digest
-from rebalance_stream.operators.flow import DecodedDocument, Envelope, Op, Skipped
-from rebalance_stream.operators.step import guarded
+from rebalance_stream.ledger.protocol import (
+    ClaimStatus,
+    PublishedInput,
+    PublishedInputs,
+    input_digest,
+)
+from rebalance_stream.operators.flow import (
+    Clock,
+    Disposition,
+    InputRecord,
+    Op,
+    Skipped,
+    elapsed_ms,
+)
 
 log = structlog.get_logger(__name__)
 
-STEP = "skip_published_inputs"
+
+def skipped_disposition(
+    record: InputRecord, published: PublishedInput, decided_at: datetime
+) -> Disposition:
+    """The Disposition of an input whose bytes were ``published``'s first input: no outputs,
+    ``Skipped(DUPLICATE_EVENT)`` with dedupe's reason, and not the owner of the outcome."""
+    status = ClaimStatus.DUPLICATE_EVENT
+    reason = f"plan_id {published.plan_id} already decided (first event_id {published.event_id})"
+    return Disposition(
+        record, (), decided_at, Skipped(status.name, reason), plan_id=published.plan_id
+    )
 
 
-def _plan_id(document: dict[str, Any]) -> str:
-    """The plan_id of a document that was valid when its bytes were first claimed."""
-    plan = document.get("rebalance_plan")
-    return str(plan.get("plan_id")) if isinstance(plan, dict) else "?"
+def _log_skipped(disposition: Disposition, published: PublishedInput) -> None:
+    position = disposition.position
+    ids: dict[str, Any] = {
+        "event_id": published.event_id,
+        "correlation_id": published.correlation_id,
+        "causation_id": published.event_id,
+        "topic": position.topic,
+        "partition": position.partition,
+        "offset": position.offset,
+    }
+    log.info(
+        "plan_duplicate_skipped",
+        plan_id=published.plan_id,
+        status=ClaimStatus.DUPLICATE_EVENT.value,
+        first_event_id=published.event_id,
+        **ids,
+    )
+    log.info(
+        "input_decided",
+        outputs=[],
+        duration_ms=elapsed_ms(disposition.record.received_at, disposition.decided_at),
+        end_to_end_age_ms=None,
+        **ids,
+    )
+
+
+def _is_settled(routed: InputRecord | Disposition) -> bool:
+    return isinstance(routed, Disposition)
+
+
+def _is_undecided(routed: InputRecord | Disposition) -> bool:
+    return not isinstance(routed, Disposition)
 
 
 def skip_published_inputs(
-    store: PublishedInputs,
-) -> Op[Envelope[Any], Envelope[Any]]:
-    """Skip each decoded input whose bytes the ledger says were executed and published.
+    store: PublishedInputs, clock: Clock, others: Op[InputRecord, Disposition]
+) -> Op[InputRecord, Disposition]:
+    """Give each input whose bytes the ledger says were executed and published its duplicate's
+    Disposition at once; every other input goes through ``others``.
 
-    -d1-d2-|   ->   -s1-d2-|   (d1's bytes were a plan's first event, and its outputs are
-                                in Kafka; d2 goes on to validation and dedupe unchanged)
-    Put it between ``decode`` and ``validate``. A skipped input is not checked for its key
-    (``mis_keyed`` stays False): it was checked when it was first executed.
+    -r1-r2-|   ->   -D1--D2-|   (r1's bytes were a plan's first event, and its outputs are in
+                                 Kafka: D1 is skipped; D2 is what ``others`` made of r2)
+    Dispositions come out in the order they are decided, so D1 may overtake an earlier
+    input's. A skipped input is not checked for its key (``mis_keyed`` stays False): it was
+    checked when it was first executed. When the lookup fails, the input takes ``others``.
     """
 
-    def check(envelope: Envelope[Any], decoded: DecodedDocument) -> Envelope[Any]:
-        first_event_id = store.published_input(input_digest(envelope.record.value))
-        if first_event_id is None:
-            return envelope
-        plan_id = _plan_id(decoded.document)
-        status = ClaimStatus.DUPLICATE_EVENT
-        log.info(
-            "plan_duplicate_skipped",
-            plan_id=plan_id,
-            status=status.value,
-            first_event_id=first_event_id,
-            **envelope.log_fields(),
-        )
-        reason = f"plan_id {plan_id} already decided (first event_id {first_event_id})"
-        return envelope.with_payload(Skipped(status.name, reason))
+    def route(record: InputRecord) -> InputRecord | Disposition:
+        try:
+            published = store.published_input(input_digest(record.value))
+        except Exception as exc:  # the lookup only saves work: the full path decides instead
+            position = record.position
+            log.warning(
+                "published_input_lookup_failed",
+                error=repr(exc),
+                topic=position.topic,
+                partition=position.partition,
+                offset=position.offset,
+            )
+            return record
+        if published is None:
+            return record
+        disposition = skipped_disposition(record, published, clock())
+        _log_skipped(disposition, published)
+        return disposition
 
-    return ops.map(guarded(FailureStep.EXECUTION, STEP, DecodedDocument, check))
+    def split(routed: Observable[InputRecord | Disposition]) -> Observable[Disposition]:
+        settled = cast(Observable[Disposition], routed.pipe(ops.filter(_is_settled)))
+        undecided = cast(Observable[InputRecord], routed.pipe(ops.filter(_is_undecided)))
+        return reactivex.merge(settled, undecided.pipe(others))
+
+    def apply(records: Observable[InputRecord]) -> Observable[Disposition]:
+        return records.pipe(ops.map(route), ops.publish(split))
+
+    return apply

@@ -81,6 +81,7 @@ class PartitionLike(Protocol):
 
 
 P = TypeVar("P", bound=PartitionLike)
+M = TypeVar("M", Counter, Histogram)
 
 
 def outcome_status(kinds: list[str]) -> str:
@@ -173,11 +174,10 @@ class JobMetrics:
             buckets=LATENCY_BUCKETS_S,
         )
         self.in_flight = self._gauge("inputs_in_flight", "Inputs received and not yet decided.")
-        for status in OUTCOME_STATUSES:
-            self.outcomes.labels(status=status)
-            self.plan_latency.labels(outcome=status)
-        for status in ORDER_STATUSES:
-            self.orders.labels(status=status)
+        # Each series looked up once: labels() costs more than the increment it leads to.
+        self._outcome_series = {s: self.outcomes.labels(status=s) for s in OUTCOME_STATUSES}
+        self._latency_series = {s: self.plan_latency.labels(outcome=s) for s in OUTCOME_STATUSES}
+        self._order_series = {s: self.orders.labels(status=s) for s in ORDER_STATUSES}
 
     def _define_source_and_broker_metrics(self) -> None:
         self.consumer_lag = self._gauge(
@@ -209,17 +209,31 @@ class JobMetrics:
             return
         kinds = kinds_of(disposition)
         self.consumed.inc()
-        self.deduplicated.inc(kinds.count(DEDUPLICATED))
-        self.dead_lettered.inc(kinds.count(DEAD_LETTERED))
-        self.mis_keyed.inc(kinds.count(MIS_KEYED))
+        for kind, counter in (
+            (DEDUPLICATED, self.deduplicated),
+            (DEAD_LETTERED, self.dead_lettered),
+            (MIS_KEYED, self.mis_keyed),
+        ):
+            if kind in kinds:
+                counter.inc(kinds.count(kind))
         outcome = outcome_status(kinds)
-        self.outcomes.labels(status=outcome).inc()
         latency_s = (disposition.decided_at - disposition.record.received_at).total_seconds()
-        self.plan_latency.labels(outcome=outcome).observe(max(0.0, latency_s))
+        self._series(self._outcome_series, self.outcomes, "status", outcome).inc()
+        latency = self._series(self._latency_series, self.plan_latency, "outcome", outcome)
+        latency.observe(max(0.0, latency_s))
         for output in disposition.outputs:
             if isinstance(output, TradeExecuted):
                 for order in output.execution_data.orders:
-                    self.orders.labels(status=order_status_label(order.status)).inc()
+                    label = order_status_label(order.status)
+                    self._series(self._order_series, self.orders, "status", label).inc()
+
+    @staticmethod
+    def _series(known: dict[str, M], metric: M, label: str, value: str) -> M:
+        """The series of ``metric`` for ``label=value``, looked up once."""
+        series = known.get(value)
+        if series is None:
+            series = known.setdefault(value, metric.labels(**{label: value}))
+        return series
 
     def set_consumer_lag(
         self, end_offsets: Mapping[P, int | None], positions: Mapping[P, int]

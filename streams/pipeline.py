@@ -10,7 +10,6 @@ from decimal import Decimal
 from typing import Any
 
 import reactivex
-from reactivex import Observable
 from reactivex.abc import SchedulerBase
 
 from rebalance_stream.brokers.order_watch import OrderWatch
@@ -123,19 +122,15 @@ class PipelineDependencies:
     order_pool: OrderPool | None = None
 
 
-def _unchanged(source: Observable[Envelope[Any]]) -> Observable[Envelope[Any]]:
-    return source
-
-
 def process_rebalance_plans(
     config: PipelineConfig, deps: PipelineDependencies
 ) -> Op[InputRecord, Disposition]:
     """The whole job of SPEC 1: every input record becomes exactly one Disposition.
 
-    Decode, validate, dedupe, staleness and the no-trade check run in arrival order (with a
-    ledger that knows published inputs, those are skipped between decode and validate); the market
-    gate, risk and execution run one plan per account at a time, on ``deps.scheduler``. Each
-    plan's outputs are on record in the ledger before its Disposition is emitted.
+    With a ledger that knows published inputs, those are settled first, undecoded. Decode,
+    validate, dedupe, staleness and the no-trade check run in arrival order; the market gate,
+    risk and execution run one plan per account at a time, on ``deps.scheduler``. Each plan's
+    outputs are on record in the ledger before its Disposition is emitted.
     """
     clock = deps.clock
     ledger = deps.ledger
@@ -155,12 +150,8 @@ def process_rebalance_plans(
             pool=deps.order_pool,
         ),
     )
-    skip_published: Op[Envelope[Any], Envelope[Any]] = (
-        skip_published_inputs(ledger) if isinstance(ledger, PublishedInputs) else _unchanged
-    )
     admit: Op[InputRecord, Envelope[Any]] = reactivex.compose(
         decode(config.max_input_bytes),
-        skip_published,
         validate(),
         dedupe(ledger),
         reject_stale(config.max_plan_age, clock),
@@ -172,4 +163,7 @@ def process_rebalance_plans(
         to_output_events(clock),
         record_outcomes(ledger, config.outcome_batch_s, scheduler=deps.scheduler),
     )
-    return reactivex.compose(admit, decide)
+    every_input: Op[InputRecord, Disposition] = reactivex.compose(admit, decide)
+    if isinstance(ledger, PublishedInputs):
+        return skip_published_inputs(ledger, clock, every_input)
+    return every_input

@@ -56,7 +56,9 @@ def plan_claim(
     received_at: datetime = T0,
     account_id: str = ACCOUNT,
     input_digest: str | None = None,
+    correlation_id: str | None = "",
 ) -> PlanClaim:
+    """``correlation_id`` "" is ``corr-<plan_id>``, as in ``header``."""
     return PlanClaim(
         plan_id,
         event_id or f"evt-{plan_id}",
@@ -64,6 +66,7 @@ def plan_claim(
         received_at,
         account_id,
         input_digest=input_digest,
+        correlation_id=f"corr-{plan_id}" if correlation_id == "" else correlation_id,
     )
 
 

@@ -45,6 +45,7 @@ from rebalance_stream.ledger.protocol import (
     Claim,
     ClaimStatus,
     Ledger,
+    PublishedInput,
     PublishedInputs,
     decode_outputs,
     encode_outputs,
@@ -250,7 +251,7 @@ def knows_inputs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Led
     opened.close()
 
 
-def published(ledger: Ledger, digest: str) -> str | None:
+def published(ledger: Ledger, digest: str) -> PublishedInput | None:
     """What the ledger says of ``digest`` once everything buffered is written."""
     flush = getattr(ledger, "flush", None)
     if flush is not None:
@@ -267,8 +268,19 @@ def test_published_input_only_once_decided_and_acknowledged(knows_inputs: Ledger
     decided_only = published(ledger, "d1")
     ledger.mark_acknowledged(["p1"])
 
-    assert (claimed, decided_only, published(ledger, "d1")) == (None, None, "evt-p1")
+    assert (claimed, decided_only) == (None, None)
+    assert published(ledger, "d1") == PublishedInput("p1", "evt-p1", "corr-p1")
     assert published(ledger, "other") is None
+
+
+def test_published_input_needs_the_claims_correlation_id(knows_inputs: Ledger) -> None:
+    """Without it, a skipped input could not be logged with its ids: the full path decides."""
+    ledger = knows_inputs
+    ledger.claim(plan_claim("p1", input_digest="d1", correlation_id=None))
+    ledger.record_outcomes([outcome("p1")])
+    ledger.mark_acknowledged(["p1"])
+
+    assert published(ledger, "d1") is None
 
 
 def test_published_input_is_the_first_claims_digest_only(knows_inputs: Ledger) -> None:
@@ -280,7 +292,8 @@ def test_published_input_is_the_first_claims_digest_only(knows_inputs: Ledger) -
     ledger.mark_acknowledged(["p1"])
 
     assert (again.status, conflict.status) == (ClaimStatus.DUPLICATE_PLAN, ClaimStatus.CONFLICT)
-    assert [published(ledger, d) for d in ("d1", "d2", "d3")] == ["evt-p1", None, None]
+    first = PublishedInput("p1", "evt-p1", "corr-p1")
+    assert [published(ledger, d) for d in ("d1", "d2", "d3")] == [first, None, None]
 
 
 def test_published_input_is_forgotten_with_its_plan(knows_inputs: Ledger) -> None:
@@ -308,7 +321,8 @@ def test_kafka_ledger_knows_published_inputs_only_in_the_process_that_claimed_th
     restored = KafkaLedger(log.writer(), log.reader())
     restored.restore([0])
 
-    assert (here, after_revocation, restored.published_input("d1")) == ("evt-p1", None, None)
+    assert here == PublishedInput("p1", "evt-p1", "corr-p1")
+    assert (after_revocation, restored.published_input("d1")) == (None, None)
     assert restored.claim(plan_claim("p1")).status is ClaimStatus.DUPLICATE_EVENT
     first.close()
     restored.close()

@@ -33,7 +33,7 @@ from test_ledger_contract import (
     wire,
 )
 
-from rebalance_stream.ledger.protocol import Claim, ClaimStatus, PlanOutcome
+from rebalance_stream.ledger.protocol import Claim, ClaimStatus, PlanOutcome, PublishedInput
 from rebalance_stream.ledger.sqlite import (
     SCHEMA_VERSION,
     LedgerError,
@@ -310,24 +310,24 @@ def test_sqlite_ledger_rejects_an_unknown_synchronous(path: Path) -> None:
         SqliteLedger(path, synchronous="OFF")
 
 
-def test_sqlite_ledger_creates_schema_version_2_and_parent_directories(tmp_path: Path) -> None:
+def test_sqlite_ledger_creates_schema_version_3_and_parent_directories(tmp_path: Path) -> None:
     path = tmp_path / "state" / "ledgers" / "ledger.sqlite"
 
     SqliteLedger(path).close()
 
-    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(2,)]
+    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(3,)]
     tables = query(path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
     assert tables == [("events",), ("intents",), ("plans",), ("terminals",)]
 
 
 def test_sqlite_ledger_newer_schema_version_raises_and_leaves_the_file(path: Path) -> None:
     with closing(sqlite3.connect(path)) as connection:
-        connection.execute("PRAGMA user_version = 3")
+        connection.execute("PRAGMA user_version = 4")
 
-    with pytest.raises(LedgerSchemaError, match="ledger schema 3 is newer than 2"):
+    with pytest.raises(LedgerSchemaError, match="ledger schema 4 is newer than 3"):
         SqliteLedger(path)
 
-    assert query(path, "PRAGMA user_version") == [(3,)]
+    assert query(path, "PRAGMA user_version") == [(4,)]
     assert query(path, "SELECT name FROM sqlite_master") == []
 
 
@@ -353,12 +353,38 @@ def test_sqlite_ledger_upgrades_a_version_1_file_and_keeps_its_plans(path: Path)
     new = ledger.claim(plan_claim("p2", input_digest="d2"))
     ledger.close()
 
-    assert query(path, "PRAGMA user_version") == [(2,)]
+    assert query(path, "PRAGMA user_version") == [(3,)]
     assert (old.status, new.status) == (ClaimStatus.RESUME, ClaimStatus.NEW)
-    digests = query(path, "SELECT plan_id, input_digest FROM plans ORDER BY plan_id")
-    assert digests == [("p1", None), ("p2", "d2")]
+    ids = query(path, "SELECT plan_id, input_digest, correlation_id FROM plans ORDER BY plan_id")
+    assert ids == [("p1", None, None), ("p2", "d2", "corr-p2")]
     indexes = query(path, "SELECT name FROM sqlite_master WHERE name = 'plans_by_input_digest'")
     assert indexes == [("plans_by_input_digest",)]
+
+
+def test_sqlite_ledger_upgrades_a_version_2_file_whose_published_inputs_take_the_full_path(
+    path: Path,
+) -> None:
+    """A version 2 plan kept its input's digest but not its correlation_id."""
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(PLANS_V1)
+        connection.execute("ALTER TABLE plans ADD COLUMN input_digest TEXT")
+        connection.execute(
+            "INSERT INTO plans VALUES ('p1', 'evt-p1', ?, 'acct', ?, x'00', ?2, 1, 'd1')",
+            (plan_claim("p1").items_fingerprint, T0.isoformat(timespec="microseconds")),
+        )
+        connection.execute("PRAGMA user_version = 2")
+
+    ledger = SqliteLedger(path)
+    old = ledger.published_input("d1")
+    decided(ledger, "p2", digest="d2")
+    ledger.mark_acknowledged(["p2"])
+    ledger.flush()
+    new = ledger.published_input("d2")
+    ledger.close()
+
+    assert query(path, "PRAGMA user_version") == [(3,)]
+    assert (old, new) == (None, PublishedInput("p2", "evt-p2", "corr-p2"))
 
 
 def test_sqlite_ledger_published_input_survives_a_restart(path: Path) -> None:
@@ -371,7 +397,7 @@ def test_sqlite_ledger_published_input_survives_a_restart(path: Path) -> None:
     found = (reopened.published_input("d1"), reopened.published_input("d2"))
     reopened.close()
 
-    assert found == ("evt-p1", None)
+    assert found == (PublishedInput("p1", "evt-p1", "corr-p1"), None)
 
 
 def test_sqlite_ledger_published_input_sees_the_file_not_the_buffer(path: Path) -> None:
@@ -385,7 +411,7 @@ def test_sqlite_ledger_published_input_sees_the_file_not_the_buffer(path: Path) 
     written = ledger.published_input("d1")
     ledger.close()
 
-    assert (buffered, written) == (None, "evt-p1")
+    assert (buffered, written) == (None, PublishedInput("p1", "evt-p1", "corr-p1"))
 
 
 def test_sqlite_ledger_refuses_a_database_without_wal() -> None:

@@ -216,6 +216,7 @@ def test_dedupe_operator_claims_plan_event_fingerprint_and_receive_time() -> Non
             account_id=envelope.payload.rebalance_plan.account_id,
             partition=envelope.record.position.partition,
             input_digest=hashlib.sha256(envelope.record.value).hexdigest(),
+            correlation_id="corr-p1",
         )
     ]
 

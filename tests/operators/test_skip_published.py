@@ -1,5 +1,6 @@
 """skip_published_inputs: an input whose exact bytes were executed and published is a duplicate,
-decided before validation, as dedupe would decide it (SPEC 3.9)."""
+settled before it is decoded, as dedupe would decide it (SPEC 3.9); every other input goes
+through the operators given for the rest."""
 
 from __future__ import annotations
 
@@ -7,94 +8,164 @@ import json
 from typing import Any
 
 import reactivex
+import structlog
 from plan_factory import Trade, planned
+from reactivex import Observable
 from reactivex import operators as ops
-from support import T0, record
+from reactivex.subject import Subject
+from support import T0, FixedClock, record
 
-from rebalance_stream.contracts.outcomes import FailureStep
 from rebalance_stream.ledger.memory import InMemoryLedger
-from rebalance_stream.ledger.protocol import PlanOutcome
-from rebalance_stream.operators.decode import decode_record
+from rebalance_stream.ledger.protocol import PlanOutcome, PublishedInput
+from rebalance_stream.operators.decode import decode
 from rebalance_stream.operators.dedupe import dedupe
-from rebalance_stream.operators.flow import Envelope, Failed, InputRecord, Skipped
-from rebalance_stream.operators.skip_published import skip_published_inputs
-from rebalance_stream.operators.step import UNEXPECTED_ERROR
+from rebalance_stream.operators.flow import Disposition, InputRecord, Skipped
+from rebalance_stream.operators.output_events import to_output_events
+from rebalance_stream.operators.skip_published import skip_published_inputs, skipped_disposition
 from rebalance_stream.operators.validate import validate
 
 DOCUMENT = planned("p1", [Trade("SPY", "BUY", "1500.00")], event_id="evt-p1")
 INPUT = record(DOCUMENT, offset=0)
+CLOCK = FixedClock()
 
 
-def through(op: Any, records: list[InputRecord]) -> list[Envelope[Any]]:
-    envelopes = [decode_record(r) for r in records]
-    result: list[Envelope[Any]] = reactivex.from_iterable(envelopes).pipe(op, ops.to_list()).run()
+class FullPath:
+    """The operators for the other inputs: decode, validate, dedupe, to_output_events; it
+    counts what it is given."""
+
+    def __init__(self, ledger: InMemoryLedger) -> None:
+        self.ledger = ledger
+        self.seen: list[int] = []
+
+    def __call__(self, records: Observable[InputRecord]) -> Observable[Disposition]:
+        return records.pipe(
+            ops.do_action(lambda r: self.seen.append(r.position.offset)),
+            decode(),
+            validate(),
+            dedupe(self.ledger),
+            to_output_events(CLOCK),
+        )
+
+
+def through(ledger: Any, full: FullPath, records: list[InputRecord]) -> list[Disposition]:
+    op = skip_published_inputs(ledger, CLOCK, full)
+    result: list[Disposition] = reactivex.from_iterable(records).pipe(op, ops.to_list()).run()
     return result
 
 
 def claimed(ledger: InMemoryLedger, *, acknowledged: bool) -> None:
     """The first run: INPUT claimed by dedupe, decided, and (maybe) published."""
-    [first] = through(reactivex.compose(validate(), dedupe(ledger)), [INPUT])
+    [first] = through(ledger, FullPath(ledger), [INPUT])
     assert first.owns_outcome
     ledger.record_outcomes([PlanOutcome("p1", (), T0)])
     if acknowledged:
         ledger.mark_acknowledged(["p1"])
 
 
-def test_skip_published_inputs_the_same_bytes_after_publishing_are_what_dedupe_decides() -> None:
+def test_the_same_bytes_after_publishing_are_settled_undecoded_as_dedupe_decides() -> None:
     ledger = InMemoryLedger()
     claimed(ledger, acknowledged=True)
     again = record(DOCUMENT, offset=7)
+    full = FullPath(ledger)
 
-    [skipped] = through(skip_published_inputs(ledger), [again])
-    [by_dedupe] = through(reactivex.compose(validate(), dedupe(ledger)), [again])
+    with structlog.testing.capture_logs() as logs:
+        [skipped] = through(ledger, full, [again])
+    [by_dedupe] = FullPath(ledger)(reactivex.of(again)).pipe(ops.to_list()).run()
 
-    assert skipped.payload == Skipped(
-        "DUPLICATE_EVENT", "plan_id p1 already decided (first event_id evt-p1)"
-    )
-    assert skipped.payload == by_dedupe.payload
-    assert skipped.position.offset == 7
-    assert not skipped.owns_outcome
+    reason = "plan_id p1 already decided (first event_id evt-p1)"
+    assert skipped == Disposition(again, (), T0, Skipped("DUPLICATE_EVENT", reason), plan_id="p1")
+    assert (skipped.skipped, skipped.outputs) == (by_dedupe.skipped, by_dedupe.outputs)
+    assert full.seen == []
+    ids = ("evt-p1", "corr-p1", "evt-p1", 7)
+    fields = ("event", "event_id", "correlation_id", "causation_id", "offset")
+    assert [tuple(line[f] for f in fields) for line in logs] == [
+        ("plan_duplicate_skipped", *ids),
+        ("input_decided", *ids),
+    ]
 
 
-def test_skip_published_inputs_passes_an_input_not_yet_published() -> None:
+def test_an_input_not_yet_published_takes_the_full_path() -> None:
     """Decided but not acknowledged: dedupe republishes its outputs, so it must get there."""
     ledger = InMemoryLedger()
     claimed(ledger, acknowledged=False)
+    full = FullPath(ledger)
 
-    [passed] = through(skip_published_inputs(ledger), [INPUT])
+    with structlog.testing.capture_logs() as logs:
+        [passed] = through(ledger, full, [record(DOCUMENT, offset=3)])
 
-    assert passed == decode_record(INPUT)
+    assert full.seen == [3]
+    assert (passed.skipped, passed.plan_id) == (None, "p1")
+    assert [line["event"] for line in logs] == ["plan_outputs_republished", "input_decided"]
 
 
-def test_skip_published_inputs_passes_other_bytes_of_the_same_event() -> None:
+def test_other_bytes_of_the_same_event_take_the_full_path() -> None:
     """Other bytes may hold other items (a conflict): only dedupe can tell."""
     ledger = InMemoryLedger()
     claimed(ledger, acknowledged=True)
-    reformatted = record(json.dumps(DOCUMENT, indent=2).encode(), key=INPUT.key)
+    reformatted = record(json.dumps(DOCUMENT, indent=2).encode(), key=INPUT.key, offset=4)
+    full = FullPath(ledger)
 
-    [passed] = through(skip_published_inputs(ledger), [reformatted])
+    [passed] = through(ledger, full, [reformatted])
 
-    assert passed == decode_record(reformatted)
+    assert full.seen == [4]
+    assert passed.skipped == Skipped(
+        "DUPLICATE_EVENT", "plan_id p1 already decided (first event_id evt-p1)"
+    )
+
+
+def test_every_input_gets_one_disposition_and_the_stream_completes_after_both_paths() -> None:
+    ledger = InMemoryLedger()
+    claimed(ledger, acknowledged=True)
+    other = planned("p2", [Trade("QQQ", "BUY", "10")], event_id="evt-p2")
+    records = [record(DOCUMENT, offset=1), record(b"{not json", offset=2), record(other, offset=3)]
+    full = FullPath(ledger)
+    subject: Subject[InputRecord] = Subject()
+    got: list[Disposition] = []
+    completed: list[bool] = []
+
+    subject.pipe(skip_published_inputs(ledger, CLOCK, full)).subscribe(
+        got.append, on_completed=lambda: completed.append(True)
+    )
+    for r in records:
+        subject.on_next(r)
+    before_completion = list(completed)
+    subject.on_completed()
+
+    assert sorted(d.position.offset for d in got) == [1, 2, 3]
+    assert full.seen == [2, 3]
+    assert (before_completion, completed) == ([], [True])
 
 
 class ExplodingStore:
     def __init__(self) -> None:
         self.asked = 0
 
-    def published_input(self, input_digest: str) -> str | None:
+    def published_input(self, input_digest: str) -> PublishedInput | None:
         self.asked += 1
         raise OSError("ledger unavailable")
 
 
-def test_skip_published_inputs_leaves_settled_envelopes_and_fails_on_a_ledger_error() -> None:
+def test_a_failed_lookup_leaves_the_input_to_the_full_path() -> None:
     store = ExplodingStore()
-    not_json = record(b"{not json", offset=1)
+    ledger = InMemoryLedger()
+    full = FullPath(ledger)
 
-    failed_decode, failed_lookup = through(skip_published_inputs(store), [not_json, INPUT])
+    with structlog.testing.capture_logs() as logs:
+        [decided] = through(store, full, [INPUT])
 
-    assert failed_decode == decode_record(not_json)
-    assert store.asked == 1
-    assert isinstance(failed_lookup.payload, Failed)
-    assert failed_lookup.payload.stage is FailureStep.EXECUTION
-    assert failed_lookup.payload.reason_code == UNEXPECTED_ERROR
-    assert not failed_lookup.payload.dead_letter
+    assert (store.asked, full.seen) == (1, [0])
+    assert decided.owns_outcome
+    [warning] = [line for line in logs if line["event"] == "published_input_lookup_failed"]
+    assert warning["error"] == "OSError('ledger unavailable')"
+
+
+def test_skipped_disposition_is_a_plain_function() -> None:
+    published = PublishedInput("p9", "evt-p9", "corr-p9")
+
+    disposition = skipped_disposition(INPUT, published, T0)
+
+    assert disposition.skipped == Skipped(
+        "DUPLICATE_EVENT", "plan_id p9 already decided (first event_id evt-p9)"
+    )
+    assert (disposition.outputs, disposition.plan_id, disposition.owns_outcome) == ((), "p9", False)
+    assert not disposition.mis_keyed
