@@ -8,6 +8,7 @@ scenario to a few seconds; write its results elsewhere with ``--output``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -163,7 +164,10 @@ class Runner:
         self.results: dict[str, dict[str, Any]] = {}
 
     def scenario(self, name: str, work: Callable[[], dict[str, Any]]) -> None:
+        """Run one scenario; the garbage that the scenarios before it left is collected first,
+        so that no full collection of theirs lands in its measurements."""
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        gc.collect()
         started = time.monotonic()
         try:
             result = work()
