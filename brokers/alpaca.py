@@ -30,7 +30,7 @@ from alpaca.trading.client import TradingClient
 from cachetools import TTLCache, cachedmethod
 from tenacity import Retrying
 
-from rebalance_stream.brokers.alpaca_clock import ClockCache
+from rebalance_stream.brokers.alpaca_clock import clock_cache
 from rebalance_stream.brokers.alpaca_config import AlpacaConfig
 from rebalance_stream.brokers.alpaca_errors import (
     VENUE_FAILURES,
@@ -114,7 +114,8 @@ class AlpacaBroker:
             maxsize=ASSET_CACHE_SIZE, ttl=config.asset_cache_s, timer=time.monotonic
         )
         self._assets_condition = threading.Condition()
-        self._clock = ClockCache(config.clock_cache_s)
+        self._clock = clock_cache(config.clock_cache_s)
+        self._clock_condition = threading.Condition()
 
     def __repr__(self) -> str:
         return f"AlpacaBroker(base_url={self._config.base_url!r}, paper={self._config.is_paper})"
@@ -158,10 +159,15 @@ class AlpacaBroker:
 
     # -- Broker ------------------------------------------------------------------------------
 
+    @cachedmethod(
+        cache=lambda self: self._clock,
+        key=lambda _self: "clock",
+        condition=lambda self: self._clock_condition,
+    )
     def get_clock(self) -> MarketClock:
-        """The market clock; a reading is kept for ``clock_cache_s`` (see ``alpaca_clock``)."""
-        read = self._trading.get
-        return self._clock.get(lambda: parse_clock(self._read(lambda: read("/clock"), "clock")))
+        """The market clock; a reading is kept for ``clock_cache_s`` (see ``alpaca_clock``).
+        Concurrent reads while none is kept make one request; the others wait for it."""
+        return parse_clock(self._read(lambda: self._trading.get("/clock"), "clock"))
 
     def get_account(self) -> AccountSnapshot:
         return parse_account(self._read(lambda: self._trading.get("/account"), "account"))

@@ -2,20 +2,23 @@
 
 Every plan asks whether the market is open; at Alpaca that is a request per plan against the
 key's 200 a minute. A reading stands in for the next ones for at most ``cache_s``, and never
-past a minute before the next open or close that it announced.
+past a minute before the next open or close that it announced. The cache is cachetools'
+``TLRUCache``, whose entries each expire when their reading says.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Final
 
+from cachetools import TLRUCache
+
 from rebalance_stream.brokers.protocol import MarketClock
 
 CLOCK_CHANGE_MARGIN: Final = timedelta(minutes=1)
+ClockCache = TLRUCache[object, MarketClock]
 
 
 def clock_reuse_s(clock: MarketClock, cache_s: float) -> float:
@@ -26,23 +29,10 @@ def clock_reuse_s(clock: MarketClock, cache_s: float) -> float:
     return max(0.0, min(cache_s, until_change))
 
 
-class ClockCache:
-    """The last reading and until when it holds (monotonic time). Thread-safe."""
+def clock_cache(cache_s: float, timer: Callable[[], float] = time.monotonic) -> ClockCache:
+    """A cache for one key, the clock: each reading is kept for ``clock_reuse_s`` of it."""
 
-    def __init__(self, cache_s: float, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._cache_s = cache_s
-        self._monotonic = monotonic
-        self._lock = threading.Lock()
-        self._held: tuple[float, MarketClock] | None = None
+    def held_until(_key: object, clock: MarketClock, now: float) -> float:
+        return now + clock_reuse_s(clock, cache_s)
 
-    def get(self, read: Callable[[], MarketClock]) -> MarketClock:
-        """The held reading while it holds, else ``read()`` (kept for next time)."""
-        now = self._monotonic()
-        with self._lock:
-            if self._held is not None and now < self._held[0]:
-                return self._held[1]
-        clock = read()
-        reuse_s = clock_reuse_s(clock, self._cache_s)
-        with self._lock:
-            self._held = (now + reuse_s, clock) if reuse_s > 0 else None
-        return clock
+    return TLRUCache(maxsize=1, ttu=held_until, timer=timer)

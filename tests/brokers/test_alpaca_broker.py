@@ -837,6 +837,22 @@ def test_alpaca_broker_concurrent_first_reads_of_an_asset_make_one_request() -> 
         assert count(slow, "GET", "/v2/assets/{symbol}") == 1
 
 
+def test_alpaca_broker_concurrent_reads_of_the_clock_make_one_request() -> None:
+    """Eight plans asking whether the market is open at once, with no reading kept: one GET."""
+    with FakeAlpacaServer(venue_config(latency_ms=200)) as slow, started(slow) as alpaca:
+        start = threading.Barrier(8)
+
+        def read() -> bool:
+            start.wait()
+            return alpaca.get_clock().is_open
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(lambda _: read(), range(8)))
+
+        assert answers == [True] * 8
+        assert count(slow, "GET", "/v2/clock") == 1
+
+
 def test_alpaca_broker_asset_cache_of_zero_seconds_reads_every_time(
     venue: FakeAlpacaServer,
 ) -> None:

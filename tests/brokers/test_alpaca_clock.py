@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cachetools import cached
 
-from rebalance_stream.brokers.alpaca_clock import ClockCache, clock_reuse_s
+from rebalance_stream.brokers.alpaca_clock import ClockCache, clock_cache, clock_reuse_s
 from rebalance_stream.brokers.protocol import MarketClock
 
 NOW = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
@@ -34,25 +35,27 @@ def test_clock_reuse_stops_a_minute_before_the_next_change(
 
 
 class Reads:
-    def __init__(self, *clocks: MarketClock) -> None:
+    """A reader of the clock through ``cache``, as the broker reads it (cachetools)."""
+
+    def __init__(self, cache: ClockCache, *clocks: MarketClock) -> None:
         self.clocks = list(clocks)
         self.count = 0
+        self.read = cached(cache, key=lambda: "clock")(self._read)
 
-    def __call__(self) -> MarketClock:
+    def _read(self) -> MarketClock:
         self.count += 1
         return self.clocks.pop(0)
 
 
 def test_clock_cache_reads_again_once_the_reading_expires() -> None:
     now = [100.0]
-    cache = ClockCache(30.0, monotonic=lambda: now[0])
-    reads = Reads(clock(60), clock(60, is_open=False))
+    reads = Reads(clock_cache(30.0, timer=lambda: now[0]), clock(60), clock(60, is_open=False))
 
-    first = cache.get(reads)
+    first = reads.read()
     now[0] += 29.9
-    again = cache.get(reads)
+    again = reads.read()
     now[0] += 0.2
-    later = cache.get(reads)
+    later = reads.read()
 
     assert (first, again) == (clock(60), clock(60))
     assert later == clock(60, is_open=False)
@@ -60,10 +63,9 @@ def test_clock_cache_reads_again_once_the_reading_expires() -> None:
 
 
 def test_clock_cache_keeps_nothing_it_may_not_reuse() -> None:
-    cache = ClockCache(30.0, monotonic=lambda: 0.0)
-    reads = Reads(clock(0.5), clock(0.5))
+    reads = Reads(clock_cache(30.0, timer=lambda: 0.0), clock(0.5), clock(0.5))
 
-    cache.get(reads)
-    cache.get(reads)
+    reads.read()
+    reads.read()
 
     assert reads.count == 2
