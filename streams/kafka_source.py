@@ -226,6 +226,7 @@ class KafkaPlanSource:
         try:
             self._consumer = self._consumer_factory()
             self._consumer.subscribe([self._topic], listener=_CommitOnRevoke(self))
+            self._learn_topic()
             while not self._stopping.is_set():
                 self._on_loop()
                 self._report_lag()
@@ -242,6 +243,18 @@ class KafkaPlanSource:
         finally:
             self._close()
         observer.on_completed()
+
+    def _learn_topic(self) -> None:
+        """Read the input topic's partitions after subscribing and before joining the group
+        (the first poll joins). A group leader that assigns before its metadata has the topic
+        assigns nothing, and kafka-python notices only at its next metadata refresh
+        (``metadata_max_age_ms``, five minutes). Read before subscribing, the partitions would
+        differ from the subscription's snapshot, and the member would rejoin once."""
+        partitions = self._consumer.partitions_for_topic(self._topic)
+        if partitions:
+            log.info("input_topic_found", topic=self._topic, partitions=len(partitions))
+        else:
+            log.warning("input_topic_not_found", topic=self._topic)
 
     def _poll_once(self, observer: ObserverBase[InputRecord]) -> None:
         room = self._max_in_flight - self._tracker.in_flight()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kafka import KafkaConsumer  # type: ignore[import-untyped]
 from plan_factory import Trade, planned
 from support import decided_disposition, paper_account
+from test_job_delivery_on_kafka import ClaimCountingLedger
 from test_job_on_kafka import (
     committed_offsets,
     end_offsets,
@@ -20,6 +22,7 @@ from test_job_on_kafka import (
 )
 
 from rebalance_stream.brokers.paper import PaperBroker
+from rebalance_stream.ledger.sqlite import SqliteLedger
 from rebalance_stream.operators.flow import Disposition, SourcePosition
 from rebalance_stream.sinks.transactional_sink import (
     TransactionalOutcomePublisher,
@@ -70,6 +73,41 @@ def test_job_exactly_once_each_outcome_once_and_offsets_committed_by_the_transac
     causes = sorted(json.loads(r.value)["causation_id"] for r in [*traded, *completed])
     assert causes == sorted([f"evt-plan-{i}" for i in range(PLANS)] * 2)
     assert committed_offsets(kafka_broker, settings) == end_offsets(kafka_broker, settings)
+    assert len(broker.list_orders("rs1-")) == PLANS
+    broker.close()
+
+
+def test_exactly_once_replay_of_published_inputs_publishes_nothing_and_commits_every_offset(
+    kafka_broker: str, topic_factory: Any, tmp_path: Path
+) -> None:
+    """The replay settles each input before decoding it; its offsets still go into the
+    transactions, and the outputs stay as the first run left them."""
+    settings = exactly_once(kafka_broker, topic_factory)
+    publish(kafka_broker, settings.topic_input, messages(PLANS))
+    broker = PaperBroker(paper_account(cash="100000.00"))
+    broker.start()
+    first = SqliteLedger(tmp_path / "ledger.sqlite")
+    first_code, _, _ = run_job_until(settings, broker, PLANS, first)
+    first.close()
+
+    replay = settings.model_copy(
+        update={
+            "group_id": settings.group_id + "-replay",
+            "transactional_id": f"tx-{uuid.uuid4().hex[:8]}",
+        }
+    )
+    reopened = ClaimCountingLedger(tmp_path / "ledger.sqlite")
+    code, dispositions, job = run_job_until(replay, broker, PLANS, reopened)
+    reopened.close()
+
+    assert (first_code, code) == (EXIT_OK, EXIT_OK)
+    assert reopened.claims == 0
+    assert {d.skipped.reason_code for d in dispositions if d.skipped} == {"DUPLICATE_EVENT"}
+    assert [d.outputs for d in dispositions] == [()] * PLANS
+    assert job.counts.snapshot() == {"consumed": PLANS, "deduplicated": PLANS}
+    read_all(kafka_broker, settings.topic_trade_executed, PLANS)
+    read_all(kafka_broker, settings.topic_workflow_completed, PLANS)
+    assert committed_offsets(kafka_broker, replay) == end_offsets(kafka_broker, replay)
     assert len(broker.list_orders("rs1-")) == PLANS
     broker.close()
 

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
+import structlog
 from test_job_on_kafka import publish
 
 from rebalance_stream.operators.flow import InputRecord
@@ -71,3 +72,45 @@ def test_assigned_partitions_stay_paused_until_prepared_and_the_member_stays(
     assert min(at for _, at in received) >= prepared[0][1]
     assert source.revocations == 0
     assert sum(source.committed.values()) == RECORDS
+
+
+def test_the_source_learns_its_topic_before_joining_and_gets_every_partition(
+    kafka_broker: str, topic_factory: Any
+) -> None:
+    """A leader whose metadata lacks the topic would assign nothing, for minutes; and the
+    early read must not cost a rebalance."""
+    topic = topic_factory("fresh", partitions=3)
+    settings = Settings(
+        kafka_bootstrap_servers=kafka_broker,
+        group_id=f"group-{uuid.uuid4().hex[:8]}",
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+        topic_input=topic,
+    )
+    assigned = threading.Event()
+    done = threading.Event()
+    source = KafkaPlanSource(
+        lambda: make_consumer(settings),
+        topic,
+        utc_now,
+        SourceOptions(on_assignment=lambda has: assigned.set() if has else None),
+    )
+
+    with structlog.testing.capture_logs() as logs:
+        subscription = source.records().subscribe(on_completed=done.set)
+        got_partitions = assigned.wait(WAIT_S)
+        source.stop()
+        assert done.wait(WAIT_S)
+    subscription.dispose()
+
+    events = [line["event"] for line in logs]
+    [found] = [line for line in logs if line["event"] == "input_topic_found"]
+    [first_assignment] = [
+        line for line in logs if line["event"] == "partitions_assigned" and line["partitions"]
+    ]
+    assert got_partitions
+    assert source.revocations == 0
+    assert found["partitions"] == 3
+    assert events.index("input_topic_found") < events.index("partitions_assigned")
+    assert first_assignment["partitions"] == [
+        f"TopicPartition(topic='{topic}', partition={p})" for p in range(3)
+    ]
