@@ -34,7 +34,7 @@ from rebalance_stream.operators.output_events import disposition_of, to_output_e
 from rebalance_stream.operators.per_account import serialize_by_account
 from rebalance_stream.operators.record_outcomes import record_outcomes
 from rebalance_stream.operators.risk import KillSwitch, RiskLimits, check_risk, evaluate_risk
-from rebalance_stream.operators.skip_published import skip_published_inputs, skipped_disposition
+from rebalance_stream.operators.skip_published import skip_published_inputs, skipped_envelope
 from rebalance_stream.operators.staleness import reject_stale
 from rebalance_stream.operators.validate import validate
 
@@ -74,7 +74,7 @@ __all__ = [
     "serialize_by_account",
     "skip_published_inputs",
     "skip_when_no_trades",
-    "skipped_disposition",
+    "skipped_envelope",
     "to_output_events",
     "validate",
 ]

@@ -223,7 +223,8 @@ def disposition_of(envelope: Envelope[Any], decided_at: datetime) -> Disposition
     )
 
 
-def _log_decision(envelope: Envelope[Any], disposition: Disposition) -> None:
+def log_decision(envelope: Envelope[Any], disposition: Disposition) -> None:
+    """The ``input_decided`` line of one input: its outputs, and how long it took."""
     kinds = [type(output).__name__ for output in disposition.outputs]
     age_ms = None
     if envelope.event is not None:
@@ -259,7 +260,7 @@ def to_output_events(clock: Clock) -> Op[Envelope[Any], Disposition]:
             )
             outputs = (DeadLetter(envelope.record, failure),)
             disposition = Disposition(envelope.record, outputs, decided_at)
-        _log_decision(envelope, disposition)
+        log_decision(envelope, disposition)
         return disposition
 
     return ops.map(decide)

@@ -9,7 +9,6 @@ fingerprinted or claimed, and without passing the operators that decide the othe
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, cast
 
 import reactivex
@@ -26,51 +25,24 @@ from rebalance_stream.ledger.protocol import (
 from rebalance_stream.operators.flow import (
     Clock,
     Disposition,
+    Envelope,
+    EventIdentity,
     InputRecord,
     Op,
     Skipped,
-    elapsed_ms,
 )
+from rebalance_stream.operators.output_events import disposition_of, log_decision
 
 log = structlog.get_logger(__name__)
 
 
-def skipped_disposition(
-    record: InputRecord, published: PublishedInput, decided_at: datetime
-) -> Disposition:
-    """The Disposition of an input whose bytes were ``published``'s first input: no outputs,
-    ``Skipped(DUPLICATE_EVENT)`` with dedupe's reason, and not the owner of the outcome."""
+def skipped_envelope(record: InputRecord, published: PublishedInput) -> Envelope[Any]:
+    """An input whose bytes were ``published``'s first input, settled as dedupe settles a
+    duplicate (``Skipped(DUPLICATE_EVENT)``, same reason), with that input's ids."""
     status = ClaimStatus.DUPLICATE_EVENT
     reason = f"plan_id {published.plan_id} already decided (first event_id {published.event_id})"
-    return Disposition(
-        record, (), decided_at, Skipped(status.name, reason), plan_id=published.plan_id
-    )
-
-
-def _log_skipped(disposition: Disposition, published: PublishedInput) -> None:
-    position = disposition.position
-    ids: dict[str, Any] = {
-        "event_id": published.event_id,
-        "correlation_id": published.correlation_id,
-        "causation_id": published.event_id,
-        "topic": position.topic,
-        "partition": position.partition,
-        "offset": position.offset,
-    }
-    log.info(
-        "plan_duplicate_skipped",
-        plan_id=published.plan_id,
-        status=ClaimStatus.DUPLICATE_EVENT.value,
-        first_event_id=published.event_id,
-        **ids,
-    )
-    log.info(
-        "input_decided",
-        outputs=[],
-        duration_ms=elapsed_ms(disposition.record.received_at, disposition.decided_at),
-        end_to_end_age_ms=None,
-        **ids,
-    )
+    identity = EventIdentity(event_id=published.event_id, correlation_id=published.correlation_id)
+    return Envelope(record=record, payload=Skipped(status.name, reason), identity=identity)
 
 
 def _is_settled(routed: InputRecord | Disposition) -> bool:
@@ -109,8 +81,16 @@ def skip_published_inputs(
             return record
         if published is None:
             return record
-        disposition = skipped_disposition(record, published, clock())
-        _log_skipped(disposition, published)
+        envelope = skipped_envelope(record, published)
+        log.info(
+            "plan_duplicate_skipped",
+            plan_id=published.plan_id,
+            status=ClaimStatus.DUPLICATE_EVENT.value,
+            first_event_id=published.event_id,
+            **envelope.log_fields(),
+        )
+        disposition = disposition_of(envelope, clock())
+        log_decision(envelope, disposition)
         return disposition
 
     def split(routed: Observable[InputRecord | Disposition]) -> Observable[Disposition]:

@@ -21,7 +21,7 @@ from rebalance_stream.operators.decode import decode
 from rebalance_stream.operators.dedupe import dedupe
 from rebalance_stream.operators.flow import Disposition, InputRecord, Skipped
 from rebalance_stream.operators.output_events import to_output_events
-from rebalance_stream.operators.skip_published import skip_published_inputs, skipped_disposition
+from rebalance_stream.operators.skip_published import skip_published_inputs, skipped_envelope
 from rebalance_stream.operators.validate import validate
 
 DOCUMENT = planned("p1", [Trade("SPY", "BUY", "1500.00")], event_id="evt-p1")
@@ -73,7 +73,7 @@ def test_the_same_bytes_after_publishing_are_settled_undecoded_as_dedupe_decides
     [by_dedupe] = FullPath(ledger)(reactivex.of(again)).pipe(ops.to_list()).run()
 
     reason = "plan_id p1 already decided (first event_id evt-p1)"
-    assert skipped == Disposition(again, (), T0, Skipped("DUPLICATE_EVENT", reason), plan_id="p1")
+    assert skipped == Disposition(again, (), T0, Skipped("DUPLICATE_EVENT", reason))
     assert (skipped.skipped, skipped.outputs) == (by_dedupe.skipped, by_dedupe.outputs)
     assert full.seen == []
     ids = ("evt-p1", "corr-p1", "evt-p1", 7)
@@ -159,13 +159,20 @@ def test_a_failed_lookup_leaves_the_input_to_the_full_path() -> None:
     assert warning["error"] == "OSError('ledger unavailable')"
 
 
-def test_skipped_disposition_is_a_plain_function() -> None:
+def test_skipped_envelope_is_a_plain_function() -> None:
     published = PublishedInput("p9", "evt-p9", "corr-p9")
 
-    disposition = skipped_disposition(INPUT, published, T0)
+    envelope = skipped_envelope(INPUT, published)
 
-    assert disposition.skipped == Skipped(
+    assert envelope.payload == Skipped(
         "DUPLICATE_EVENT", "plan_id p9 already decided (first event_id evt-p9)"
     )
-    assert (disposition.outputs, disposition.plan_id, disposition.owns_outcome) == ((), "p9", False)
-    assert not disposition.mis_keyed
+    assert envelope.log_fields() == {
+        "event_id": "evt-p9",
+        "correlation_id": "corr-p9",
+        "causation_id": "evt-p9",
+        "topic": INPUT.position.topic,
+        "partition": 0,
+        "offset": 0,
+    }
+    assert (envelope.owns_outcome, envelope.mis_keyed, envelope.event) == (False, False, None)
