@@ -8,6 +8,7 @@ published is published again from the record; anything else seen before is skipp
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import structlog
 from reactivex import operators as ops
@@ -105,14 +106,22 @@ def dedupe(store: ClaimStore) -> Op[Envelope[RebalancePlanned], Envelope[Rebalan
         if claim.status is ClaimStatus.EVENT_ID_REUSED:
             log.warning("event_id_reused", plan_id=plan_id, **envelope.log_fields())
             return envelope.failed(_event_id_reused(event.event_id, plan_id))
-        log.info(
-            "plan_duplicate_skipped",
-            plan_id=plan_id,
-            status=claim.status.value,
-            first_event_id=claim.first_event_id,
-            **envelope.log_fields(),
-        )
-        reason = f"plan_id {plan_id} already decided (first event_id {claim.first_event_id})"
-        return envelope.with_payload(Skipped(claim.status.name, reason))
+        return skip_duplicate(envelope, plan_id, claim.status, claim.first_event_id)
 
     return ops.map(guarded(FailureStep.EXECUTION, STEP, RebalancePlanned, check))
+
+
+def skip_duplicate(
+    envelope: Envelope[Any], plan_id: str, status: ClaimStatus, first_event_id: str
+) -> Envelope[Any]:
+    """``envelope`` settled as a duplicate of ``plan_id``: ``Skipped(status)`` with the reason,
+    and one ``plan_duplicate_skipped`` line."""
+    log.info(
+        "plan_duplicate_skipped",
+        plan_id=plan_id,
+        status=status.value,
+        first_event_id=first_event_id,
+        **envelope.log_fields(),
+    )
+    reason = f"plan_id {plan_id} already decided (first event_id {first_event_id})"
+    return envelope.with_payload(Skipped(status.name, reason))

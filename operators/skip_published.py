@@ -22,6 +22,7 @@ from rebalance_stream.ledger.protocol import (
     PublishedInputs,
     input_digest,
 )
+from rebalance_stream.operators.dedupe import skip_duplicate
 from rebalance_stream.operators.flow import (
     Clock,
     Disposition,
@@ -29,7 +30,6 @@ from rebalance_stream.operators.flow import (
     EventIdentity,
     InputRecord,
     Op,
-    Skipped,
 )
 from rebalance_stream.operators.output_events import disposition_of, log_decision
 
@@ -37,12 +37,12 @@ log = structlog.get_logger(__name__)
 
 
 def skipped_envelope(record: InputRecord, published: PublishedInput) -> Envelope[Any]:
-    """An input whose bytes were ``published``'s first input, settled as dedupe settles a
-    duplicate (``Skipped(DUPLICATE_EVENT)``, same reason), with that input's ids."""
-    status = ClaimStatus.DUPLICATE_EVENT
-    reason = f"plan_id {published.plan_id} already decided (first event_id {published.event_id})"
+    """An input whose bytes were ``published``'s first input, with that input's ids, settled
+    and logged as dedupe settles a duplicate (``skip_duplicate``, DUPLICATE_EVENT)."""
     identity = EventIdentity(event_id=published.event_id, correlation_id=published.correlation_id)
-    return Envelope(record=record, payload=Skipped(status.name, reason), identity=identity)
+    undecoded = Envelope(record=record, payload=record, identity=identity)
+    status = ClaimStatus.DUPLICATE_EVENT
+    return skip_duplicate(undecoded, published.plan_id, status, published.event_id)
 
 
 def _is_settled(routed: InputRecord | Disposition) -> bool:
@@ -82,13 +82,6 @@ def skip_published_inputs(
         if published is None:
             return record
         envelope = skipped_envelope(record, published)
-        log.info(
-            "plan_duplicate_skipped",
-            plan_id=published.plan_id,
-            status=ClaimStatus.DUPLICATE_EVENT.value,
-            first_event_id=published.event_id,
-            **envelope.log_fields(),
-        )
         disposition = disposition_of(envelope, clock())
         log_decision(envelope, disposition)
         return disposition
