@@ -15,6 +15,7 @@ import reactivex
 import structlog
 from reactivex import Observable
 from reactivex import operators as ops
+from reactivex.scheduler import ImmediateScheduler
 
 from rebalance_stream.ledger.protocol import (
     ClaimStatus,
@@ -34,6 +35,7 @@ from rebalance_stream.operators.flow import (
 from rebalance_stream.operators.output_events import disposition_of, log_decision
 
 log = structlog.get_logger(__name__)
+_AT_ONCE = ImmediateScheduler.singleton()
 
 
 def skipped_envelope(record: InputRecord, published: PublishedInput) -> Envelope[Any]:
@@ -89,7 +91,11 @@ def skip_published_inputs(
     def split(routed: Observable[InputRecord | Disposition]) -> Observable[Disposition]:
         settled = cast(Observable[Disposition], routed.pipe(ops.filter(_is_settled)))
         undecided = cast(Observable[InputRecord], routed.pipe(ops.filter(_is_undecided)))
-        return reactivex.merge(settled, undecided.pipe(others))
+        # Both paths must be subscribed before ``publish`` connects the source: reactivex.merge
+        # would subscribe them on the subscriber's scheduler (a new thread under ``run()``),
+        # and records published before that would be lost.
+        paths = reactivex.from_iterable((settled, undecided.pipe(others)), _AT_ONCE)
+        return paths.pipe(ops.merge_all())
 
     def apply(records: Observable[InputRecord]) -> Observable[Disposition]:
         return records.pipe(ops.map(route), ops.publish(split))

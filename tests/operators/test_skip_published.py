@@ -12,7 +12,9 @@ import structlog
 from plan_factory import Trade, planned
 from reactivex import Observable
 from reactivex import operators as ops
+from reactivex.scheduler import ImmediateScheduler
 from reactivex.subject import Subject
+from reactivex.testing import TestScheduler
 from support import T0, FixedClock, record
 
 from rebalance_stream.ledger.memory import InMemoryLedger
@@ -134,6 +136,25 @@ def test_every_input_gets_one_disposition_and_the_stream_completes_after_both_pa
     assert sorted(d.position.offset for d in got) == [1, 2, 3]
     assert full.seen == [2, 3]
     assert (before_completion, completed) == ([], [True])
+
+
+def test_both_paths_are_subscribed_before_the_source_starts_on_any_scheduler() -> None:
+    """A subscriber's scheduler that runs nothing yet (here a TestScheduler never started)
+    must not delay subscribing the two paths: the source below emits at once when connected."""
+    ledger = InMemoryLedger()
+    claimed(ledger, acknowledged=True)
+    other = planned("p2", [Trade("QQQ", "BUY", "10")], event_id="evt-p2")
+    records = [record(DOCUMENT, offset=1), record(other, offset=2)]
+    source = reactivex.from_iterable(records, ImmediateScheduler.singleton())
+    got: list[Disposition] = []
+    completed: list[bool] = []
+
+    source.pipe(skip_published_inputs(ledger, CLOCK, FullPath(ledger))).subscribe(
+        got.append, on_completed=lambda: completed.append(True), scheduler=TestScheduler()
+    )
+
+    assert [d.position.offset for d in got] == [1, 2]
+    assert completed == [True]
 
 
 class ExplodingStore:
