@@ -29,7 +29,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from rebalance_stream.brokers.paper import PaperBroker
 from rebalance_stream.brokers.paper_account import PaperAccount
 from rebalance_stream.ledger.protocol import Ledger
-from rebalance_stream.operators.flow import Disposition
+from rebalance_stream.operators.flow import Disposition, InputRecord
 from rebalance_stream.streams.local_kafka import (
     KAFKA_VERSION,
     LocalKafka,
@@ -307,7 +307,8 @@ class JobDriver:
         self.dispositions = 0
         self.first_received_s: float | None = None
         self.kinds: dict[str, int] = {}
-        self.job = PlanConsumerJob(settings, broker, ledger, JobHooks(self._seen))
+        hooks = JobHooks(self._seen, on_settled=self._settled)
+        self.job = PlanConsumerJob(settings, broker, ledger, hooks)
         self._settings = settings
         self._transactional = settings.processing_guarantee == "exactly_once"
         self._admin: Any = None
@@ -317,7 +318,15 @@ class JobDriver:
         self._thread = threading.Thread(target=self._run, name="bench-job", daemon=True)
 
     def _seen(self, disposition: Disposition) -> None:
-        received_s = disposition.record.received_at.timestamp()
+        self._received(disposition.record)
+
+    def _settled(self, records: Sequence[InputRecord]) -> None:
+        for record in records:
+            self._received(record)
+
+    def _received(self, record: InputRecord) -> None:
+        """One input decided: a disposition, or a duplicate that the source settled."""
+        received_s = record.received_at.timestamp()
         with self._lock:
             self.dispositions += 1
             if self.first_received_s is None or received_s < self.first_received_s:

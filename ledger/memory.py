@@ -8,7 +8,7 @@ released plan's first event resumes it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -123,13 +123,15 @@ class InMemoryLedger:
                 if known is not None and known.outputs is not None:
                     self._plans[plan_id] = replace(known, acknowledged=True)
 
-    def published_input(self, input_digest: str) -> PublishedInput | None:
+    def published_inputs(self, input_digests: Collection[str]) -> dict[str, PublishedInput]:
+        found: dict[str, PublishedInput] = {}
         with self._lock:
-            plan_id, correlation_id = self._digests.get(input_digest, ("", ""))
-            known = self._plans.get(plan_id)
-            if known is None or not known.acknowledged:
-                return None
-            return PublishedInput(plan_id, known.first_event_id, correlation_id)
+            for digest in input_digests:
+                plan_id, correlation_id = self._digests.get(digest, ("", ""))
+                known = self._plans.get(plan_id)
+                if known is not None and known.acknowledged:
+                    found[digest] = PublishedInput(plan_id, known.first_event_id, correlation_id)
+        return found
 
     def expire(self, before: datetime) -> int:
         with self._lock:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -237,10 +237,11 @@ class PublishedInputs(Protocol):
     and every output in Kafka. Such an input again can only be a duplicate, whatever it
     holds, so a replay may skip it before validating it."""
 
-    def published_input(self, input_digest: str) -> PublishedInput | None:
-        """The ids of the input with this digest that first claimed its plan, once the plan's
-        outputs are acknowledged; None otherwise (unknown, undecided, claimed without a
-        correlation_id, or not yet known to be acknowledged: each only costs the full path)."""
+    def published_inputs(self, input_digests: Collection[str]) -> dict[str, PublishedInput]:
+        """For each of these digests whose input first claimed its plan, once the plan's
+        outputs are acknowledged: that input's ids. Any other digest is left out (unknown,
+        undecided, claimed without a correlation_id, or not yet known to be acknowledged:
+        each only costs the full path). One read for the whole collection."""
         ...
 
 

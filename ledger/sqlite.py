@@ -13,10 +13,11 @@ first event resumes it.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -46,7 +47,7 @@ from rebalance_stream.ledger.sqlite_schema import (
     SELECT_NOTIONAL,
     SELECT_OPEN_INTENTS,
     SELECT_PLAN_TO_CLAIM,
-    SELECT_PUBLISHED_INPUT,
+    SELECT_PUBLISHED_INPUTS,
     SYNCHRONOUS,
     LedgerError,
     LedgerSchemaError,
@@ -314,12 +315,13 @@ class SqliteLedger:
             return replace(known, acknowledged=True)
         return known
 
-    def published_input(self, input_digest: str) -> PublishedInput | None:
-        """Read from the file alone: a plan or an acknowledgement still buffered is not seen
-        (the full path then decides, as it would anyway)."""
+    def published_inputs(self, input_digests: Collection[str]) -> dict[str, PublishedInput]:
+        """One query, read from the file alone: a plan or an acknowledgement still buffered
+        is not seen (the full path then decides, as it would anyway)."""
+        digests = json.dumps(list(input_digests))
         with self._read_lock:
-            row = self._reader.execute(SELECT_PUBLISHED_INPUT, (input_digest,)).fetchone()
-        return PublishedInput(str(row[0]), str(row[1]), str(row[2])) if row else None
+            rows = self._reader.execute(SELECT_PUBLISHED_INPUTS, (digests,)).fetchall()
+        return {str(row[0]): PublishedInput(row[1], row[2], row[3]) for row in rows}
 
     def _stored(self, plan_id: str, event_id: str) -> tuple[KnownPlan | None, str | None]:
         """The plan and the event's plan_id as the file has them, on the reading connection."""

@@ -80,10 +80,12 @@ INSERT_PLAN = (
     " first_received_at, input_digest, correlation_id, acknowledged)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, 0)"
 )
-SELECT_PUBLISHED_INPUT = (
-    "SELECT plan_id, first_event_id, correlation_id FROM plans"
-    " WHERE input_digest = ? AND acknowledged = 1 AND correlation_id IS NOT NULL LIMIT 1"
+SELECT_PUBLISHED_INPUTS = (
+    "SELECT input_digest, plan_id, first_event_id, correlation_id FROM plans"
+    " WHERE input_digest IN (SELECT value FROM json_each(?)) AND acknowledged = 1"
+    " AND correlation_id IS NOT NULL"
 )
+"""The published plans first claimed from any of the input digests in a JSON array."""
 INSERT_EVENT = "INSERT INTO events (event_id, plan_id) VALUES (?, ?)"
 SELECT_EVENT_PLAN = "SELECT plan_id FROM events WHERE event_id = ?"
 ACKNOWLEDGE = "UPDATE plans SET acknowledged = 1 WHERE plan_id = ? AND outputs IS NOT NULL"

@@ -9,6 +9,7 @@ fingerprinted or claimed, and without passing the operators that decide the othe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 import reactivex
@@ -31,6 +32,7 @@ from rebalance_stream.operators.flow import (
     EventIdentity,
     InputRecord,
     Op,
+    SourcePosition,
 )
 from rebalance_stream.operators.output_events import disposition_of, log_decision
 
@@ -45,6 +47,48 @@ def skipped_envelope(record: InputRecord, published: PublishedInput) -> Envelope
     undecoded = Envelope(record=record, payload=record, identity=identity)
     status = ClaimStatus.DUPLICATE_EVENT
     return skip_duplicate(undecoded, published.plan_id, status, published.event_id)
+
+
+def published_among(
+    store: PublishedInputs, records: Sequence[InputRecord]
+) -> dict[SourcePosition, PublishedInput]:
+    """The records whose exact bytes were a published plan's first input, by position, from
+    one ledger read. When the read fails, none (a warning): the full path decides them."""
+    digests = {record.position: input_digest(record.value) for record in records}
+    try:
+        published = store.published_inputs(set(digests.values()))
+    except Exception as exc:  # the lookup only saves work: the full path decides instead
+        first = records[0].position if records else None
+        log.warning(
+            "published_input_lookup_failed",
+            error=repr(exc),
+            records=len(records),
+            topic=first.topic if first else None,
+            partition=first.partition if first else None,
+            offset=first.offset if first else None,
+        )
+        return {}
+    return {
+        position: published[digest] for position, digest in digests.items() if digest in published
+    }
+
+
+def log_settled_duplicates(records: Sequence[InputRecord]) -> None:
+    """One line per partition for published inputs settled together (a replay's batch)."""
+    by_partition: dict[tuple[str, int], list[int]] = {}
+    for record in records:
+        position = record.position
+        by_partition.setdefault((position.topic, position.partition), []).append(position.offset)
+    for (topic, partition), offsets in by_partition.items():
+        log.info(
+            "published_inputs_skipped",
+            status=ClaimStatus.DUPLICATE_EVENT.value,
+            topic=topic,
+            partition=partition,
+            count=len(offsets),
+            first_offset=offsets[0],
+            last_offset=offsets[-1],
+        )
 
 
 def _is_settled(routed: InputRecord | Disposition) -> bool:
@@ -69,18 +113,7 @@ def skip_published_inputs(
     """
 
     def route(record: InputRecord) -> InputRecord | Disposition:
-        try:
-            published = store.published_input(input_digest(record.value))
-        except Exception as exc:  # the lookup only saves work: the full path decides instead
-            position = record.position
-            log.warning(
-                "published_input_lookup_failed",
-                error=repr(exc),
-                topic=position.topic,
-                partition=position.partition,
-                offset=position.offset,
-            )
-            return record
+        published = published_among(store, (record,)).get(record.position)
         if published is None:
             return record
         envelope = skipped_envelope(record, published)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Mapping
 
 from rebalance_stream.contracts.outcomes import WorkflowCompleted, WorkflowFailed
 from rebalance_stream.operators.flow import DeadLetter, Disposition
@@ -43,6 +44,11 @@ class JobCounts:
     def count(self, disposition: Disposition) -> None:
         with self._lock:
             self._counts.update(kinds_of(disposition))
+
+    def add(self, kinds: Mapping[str, int]) -> None:
+        """Count inputs decided without a Disposition (``kinds`` as ``kinds_of`` names them)."""
+        with self._lock:
+            self._counts.update(kinds)
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import reactivex
@@ -28,6 +28,7 @@ from reactivex.disposable import Disposable
 
 from rebalance_stream.operators.flow import Clock, InputRecord, SourcePosition
 from rebalance_stream.streams.offsets import OffsetTracker
+from rebalance_stream.streams.source_options import SourceOptions
 
 log = structlog.get_logger(__name__)
 
@@ -38,36 +39,14 @@ so the inputs in flight never exceed the bound."""
 IDLE_WAIT_S = 0.05
 
 
-@dataclass(frozen=True, slots=True)
-class SourceOptions:
-    """Limits of the source. ``before_commit`` runs before each commit (a crash-test hook).
-
-    With ``commit_offsets`` False (exactly_once), the source commits nothing itself: offsets
-    go into the producer's transactions, and an acknowledgement only frees the offset.
-    ``on_revoked`` runs first in the revocation callback, on the polling thread.
-    """
-
-    max_in_flight: int = 1000
-    poll_timeout_ms: int = 200
-    shutdown_deadline_s: float = 30.0
-    before_commit: Callable[[], None] = lambda: None
-    commit_offsets: bool = True
-    on_revoked: Callable[[list[Any]], None] = lambda _partitions: None
-    prepare_assigned: Callable[[list[Any]], None] | None = None
-    """Prepares partitions just assigned before any of their records is emitted (a
-    partitioned ledger restores them). It runs on the polling thread right after the poll
-    that assigned them, outside the rebalance callback, while they stay paused: the group's
-    heartbeats go on, so it may take up to max_poll_interval_ms."""
-    on_assignment: Callable[[bool], None] = lambda _has_partitions: None
-    """Told after each rebalance whether this member now has partitions (readiness)."""
-    on_loop: Callable[[], None] = lambda: None
-    """Called once per polling loop (a liveness heartbeat)."""
-    on_lag: Callable[[dict[Any, int | None], dict[Any, int]], None] = lambda _ends, _pos: None
-    """Told every ``lag_interval_s`` the assigned partitions' end offsets and positions."""
-    lag_interval_s: float = 15.0
-    revoke_wait_s: float = 5.0
-    """How long a revocation waits for the revoked partitions' executing plans. It blocks
-    kafka-python's network loop, heartbeats included: keep it under half the session timeout."""
+def _input_record(consumed: Any, received_at: datetime) -> InputRecord:
+    return InputRecord(
+        position=SourcePosition(consumed.topic, consumed.partition, consumed.offset),
+        key=consumed.key,
+        value=consumed.value if consumed.value is not None else b"",
+        headers=tuple(consumed.headers or ()),
+        received_at=received_at,
+    )
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -110,6 +89,7 @@ class KafkaPlanSource:
         self._on_assignment = options.on_assignment
         self._on_loop = options.on_loop
         self._on_lag = options.on_lag
+        self._settle = options.settle if options.commit_offsets else None
         self._lag_interval_s = options.lag_interval_s
         self._lag_due = 0.0
         self._resume_at: dict[Any, int] = {}
@@ -257,27 +237,28 @@ class KafkaPlanSource:
             log.warning("input_topic_not_found", topic=self._topic)
 
     def _poll_once(self, observer: ObserverBase[InputRecord]) -> None:
+        """Poll once; emit each record, except those ``settle`` decides, which are
+        acknowledged at once. Every record of a poll has the same ``received_at``."""
         room = self._max_in_flight - self._tracker.in_flight()
         max_records = max(1, min(MAX_POLL_RECORDS, room))
         batch = self._consumer.poll(timeout_ms=self._poll_timeout_ms, max_records=max_records)
         self._group_metadata = self._consumer.group_metadata()
-        received = sum(len(records) for records in batch.values())
-        self.most_in_flight = max(self.most_in_flight, self._tracker.in_flight() + received)
-        for records in batch.values():
-            for consumed in records:
-                position = SourcePosition(consumed.topic, consumed.partition, consumed.offset)
-                self._tracker.receive(
-                    TopicPartition(consumed.topic, consumed.partition), consumed.offset
-                )
-                observer.on_next(
-                    InputRecord(
-                        position=position,
-                        key=consumed.key,
-                        value=consumed.value if consumed.value is not None else b"",
-                        headers=tuple(consumed.headers or ()),
-                        received_at=self._clock(),
-                    )
-                )
+        received_at = self._clock()
+        records = [
+            _input_record(consumed, received_at)
+            for partition_records in batch.values()
+            for consumed in partition_records
+        ]
+        self.most_in_flight = max(self.most_in_flight, self._tracker.in_flight() + len(records))
+        settled = self._settle(records) if records and self._settle else ()
+        for record in records:
+            position = record.position
+            partition = TopicPartition(position.topic, position.partition)
+            self._tracker.receive(partition, position.offset)
+            if position in settled:
+                self._tracker.acknowledge(partition, position.offset)
+            else:
+                observer.on_next(record)
 
     def _prepare_unprepared(self) -> None:
         """Run ``prepare_assigned`` for the partitions the last poll assigned, then let their

@@ -14,14 +14,15 @@ All methods are thread-safe (prometheus-client's values are) and do no I/O.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from rebalance_stream.contracts.outcomes import TradeExecuted
-from rebalance_stream.operators.flow import Disposition
+from rebalance_stream.operators.flow import Disposition, InputRecord
 from rebalance_stream.streams.job_counts import (
     COMPLETED,
     DEAD_LETTERED,
@@ -226,6 +227,19 @@ class JobMetrics:
                 for order in output.execution_data.orders:
                     label = order_status_label(order.status)
                     self._series(self._order_series, self.orders, "status", label).inc()
+
+    def observe_settled_duplicates(
+        self, records: Sequence[InputRecord], decided_at: datetime
+    ) -> None:
+        """Count inputs that the source settled as duplicates without emitting them: they
+        were never in flight, and each counts as ``observe`` counts a skipped input."""
+        count = len(records)
+        self.consumed.inc(count)
+        self.deduplicated.inc(count)
+        self._series(self._outcome_series, self.outcomes, "status", SKIPPED).inc(count)
+        latency = self._series(self._latency_series, self.plan_latency, "outcome", SKIPPED)
+        for record in records:
+            latency.observe(max(0.0, (decided_at - record.received_at).total_seconds()))
 
     @staticmethod
     def _series(known: dict[str, M], metric: M, label: str, value: str) -> M:

@@ -9,7 +9,7 @@ stream failed (the consumer or the ledger), 3 when startup reconciliation with t
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -21,11 +21,12 @@ from reactivex.scheduler import ThreadPoolScheduler
 from rebalance_stream.brokers.order_watch import OrderWatch
 from rebalance_stream.brokers.protocol import Broker
 from rebalance_stream.ledger.memory import InMemoryLedger
-from rebalance_stream.ledger.protocol import Ledger, PartitionedLedger
+from rebalance_stream.ledger.protocol import Ledger, PartitionedLedger, PublishedInputs
 from rebalance_stream.ledger.sqlite import SqliteLedger
-from rebalance_stream.operators.flow import Disposition, InputRecord
+from rebalance_stream.operators.flow import Disposition, InputRecord, SourcePosition
 from rebalance_stream.operators.order_execution import no_checkpoint
 from rebalance_stream.operators.order_pool import OrderPool
+from rebalance_stream.operators.skip_published import log_settled_duplicates, published_among
 from rebalance_stream.sinks.routing import OutputTopics
 from rebalance_stream.streams.health import (
     BROKER_REACHABLE,
@@ -34,9 +35,9 @@ from rebalance_stream.streams.health import (
     Heartbeat,
     Readiness,
 )
-from rebalance_stream.streams.job_counts import JobCounts
+from rebalance_stream.streams.job_counts import CONSUMED, DEDUPLICATED, JobCounts
 from rebalance_stream.streams.kafka_clients import make_consumer
-from rebalance_stream.streams.kafka_source import KafkaPlanSource, SourceOptions
+from rebalance_stream.streams.kafka_source import KafkaPlanSource
 from rebalance_stream.streams.kill_switch import KillSwitchReader
 from rebalance_stream.streams.ledger_changelog import KAFKA_LEDGER, open_kafka_ledger
 from rebalance_stream.streams.metrics import JobMetrics
@@ -53,6 +54,7 @@ from rebalance_stream.streams.publishing import (
 )
 from rebalance_stream.streams.reconcile import ReconciliationFailed, reconcile_orders
 from rebalance_stream.streams.settings import Settings
+from rebalance_stream.streams.source_options import SourceOptions
 
 log = structlog.get_logger(__name__)
 
@@ -108,6 +110,9 @@ class JobHooks:
     """
 
     on_disposition: Callable[[Disposition], None] | None = None
+    on_settled: Callable[[Sequence[InputRecord]], None] | None = None
+    """Sees the inputs that the source settled as published duplicates: they get no
+    Disposition (at_least_once only)."""
     checkpoint: Callable[[str], None] = no_checkpoint
     order_watch: OrderWatch | None = None
 
@@ -154,6 +159,7 @@ class PlanConsumerJob:
                 on_loop=self.heartbeat.beat,
                 on_lag=self.metrics.set_consumer_lag,
                 revoke_wait_s=min(settings.shutdown_deadline_s, settings.session_timeout_ms / 2000),
+                settle=self._settle_published if isinstance(ledger, PublishedInputs) else None,
             ),
         )
 
@@ -268,6 +274,22 @@ class PlanConsumerJob:
         self.counts.count(disposition)
         if self._hooks.on_disposition is not None:
             self._hooks.on_disposition(disposition)
+
+    def _settle_published(self, records: Sequence[InputRecord]) -> Collection[SourcePosition]:
+        """On the polling thread, at_least_once: the records whose plans are published are
+        duplicates, decided from one ledger read, counted, and logged in one line per
+        partition. The source acknowledges them without emitting them."""
+        assert isinstance(self._ledger, PublishedInputs)  # noqa: S101 (set only for one)
+        published = published_among(self._ledger, records)
+        if not published:
+            return ()
+        settled = [record for record in records if record.position in published]
+        self.metrics.observe_settled_duplicates(settled, utc_now())
+        self.counts.add({CONSUMED: len(settled), DEDUPLICATED: len(settled)})
+        log_settled_duplicates(settled)
+        if self._hooks.on_settled is not None:
+            self._hooks.on_settled(settled)
+        return published.keys()
 
     def _acknowledged(self, disposition: Disposition) -> None:
         """Every output of this input is in Kafka: note it in the ledger, free the offset."""

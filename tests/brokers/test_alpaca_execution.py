@@ -65,15 +65,17 @@ def venue() -> Iterator[FakeAlpacaServer]:
 
 
 def execute(
-    server: FakeAlpacaServer, plan: RebalancePlan, **changes: Any
+    server: FakeAlpacaServer, plan: RebalancePlan, events: int = 0, **changes: Any
 ) -> tuple[OrdersOutcome, dict[str, int]]:
-    """Run the plan with the stream on; return its outcome and the stream's counters."""
+    """Run the plan with the stream on; return its outcome and the stream's counters, once
+    every event the venue sent (and at least ``events``) was handled."""
     config = ExecutionConfig(**{"poll_interval_s": 0.05, "cancel_grace_s": 5.0, **changes})
     with started_adapter(server) as broker, streaming(server, broker) as updates:
         executor = PlanOrderExecutor(broker, config, utc_now, time.sleep, watch=updates)
         outcome = executor.execute(plan)
         # The venue sends each event before the next; wait for the last one to be handled.
-        sent = venue_events_sent(server)
+        # An event sent after the plan's end (a duplicated fill) is waited for by ``events``.
+        sent = max(events, venue_events_sent(server))
         wait_until(lambda: updates.stats.events >= sent)
         counters = {
             "connections": updates.stats.connections,
@@ -234,7 +236,7 @@ def test_a_duplicated_fill_event_is_counted_once(venue: FakeAlpacaServer) -> Non
     venue.duplicate_next_fills(1)
     plan = plan_of("plan-dup", [Trade("SPY", "BUY", "1000.00")])
 
-    outcome, counters = execute(venue, plan)
+    outcome, counters = execute(venue, plan, events=3)  # new, fill, the fill again
 
     (result,) = outcome.orders
     assert (result.status, result.filled_qty, result.filled_avg_price) == (

@@ -257,7 +257,7 @@ def published(ledger: Ledger, digest: str) -> PublishedInput | None:
     if flush is not None:
         flush()
     assert isinstance(ledger, PublishedInputs)
-    return ledger.published_input(digest)
+    return ledger.published_inputs([digest]).get(digest)
 
 
 def test_published_input_only_once_decided_and_acknowledged(knows_inputs: Ledger) -> None:
@@ -271,6 +271,26 @@ def test_published_input_only_once_decided_and_acknowledged(knows_inputs: Ledger
     assert (claimed, decided_only) == (None, None)
     assert published(ledger, "d1") == PublishedInput("p1", "evt-p1", "corr-p1")
     assert published(ledger, "other") is None
+
+
+def test_published_inputs_answers_many_digests_in_one_read(knows_inputs: Ledger) -> None:
+    """Only the published ones come back, each under its own digest; the rest are left out."""
+    ledger = knows_inputs
+    for plan_id, digest in (("p1", "d1"), ("p2", "d2"), ("p3", "d3")):
+        decided(ledger, plan_id, digest=digest)
+    ledger.mark_acknowledged(["p1", "p3"])
+    flush = getattr(ledger, "flush", None)
+    if flush is not None:
+        flush()
+    assert isinstance(ledger, PublishedInputs)
+
+    found = ledger.published_inputs(["d3", "d2", "d1", "unknown", "d1"])
+
+    assert found == {
+        "d1": PublishedInput("p1", "evt-p1", "corr-p1"),
+        "d3": PublishedInput("p3", "evt-p3", "corr-p3"),
+    }
+    assert ledger.published_inputs([]) == {}
 
 
 def test_published_input_needs_the_claims_correlation_id(knows_inputs: Ledger) -> None:
@@ -317,12 +337,12 @@ def test_kafka_ledger_knows_published_inputs_only_in_the_process_that_claimed_th
     here = published(first, "d1")
     first.forget([0])
     first.restore([1])  # partition 0 did not come back
-    after_revocation = first.published_input("d1")
+    after_revocation = first.published_inputs(["d1"]).get("d1")
     restored = KafkaLedger(log.writer(), log.reader())
     restored.restore([0])
 
     assert here == PublishedInput("p1", "evt-p1", "corr-p1")
-    assert (after_revocation, restored.published_input("d1")) == (None, None)
+    assert (after_revocation, restored.published_inputs(["d1"]).get("d1")) == (None, None)
     assert restored.claim(plan_claim("p1")).status is ClaimStatus.DUPLICATE_EVENT
     first.close()
     restored.close()

@@ -376,11 +376,11 @@ def test_sqlite_ledger_upgrades_a_version_2_file_whose_published_inputs_take_the
         connection.execute("PRAGMA user_version = 2")
 
     ledger = SqliteLedger(path)
-    old = ledger.published_input("d1")
+    old = ledger.published_inputs(["d1"]).get("d1")
     decided(ledger, "p2", digest="d2")
     ledger.mark_acknowledged(["p2"])
     ledger.flush()
-    new = ledger.published_input("d2")
+    new = ledger.published_inputs(["d2"]).get("d2")
     ledger.close()
 
     assert query(path, "PRAGMA user_version") == [(3,)]
@@ -394,10 +394,10 @@ def test_sqlite_ledger_published_input_survives_a_restart(path: Path) -> None:
     ledger.close()
 
     reopened = SqliteLedger(path)
-    found = (reopened.published_input("d1"), reopened.published_input("d2"))
+    found = reopened.published_inputs(["d1", "d2"])
     reopened.close()
 
-    assert found == (PublishedInput("p1", "evt-p1", "corr-p1"), None)
+    assert found == {"d1": PublishedInput("p1", "evt-p1", "corr-p1")}
 
 
 def test_sqlite_ledger_published_input_sees_the_file_not_the_buffer(path: Path) -> None:
@@ -406,9 +406,9 @@ def test_sqlite_ledger_published_input_sees_the_file_not_the_buffer(path: Path) 
     decided(ledger, "p1", digest="d1")
     ledger.mark_acknowledged(["p1"])
 
-    buffered = ledger.published_input("d1")
+    buffered = ledger.published_inputs(["d1"]).get("d1")
     ledger.flush()
-    written = ledger.published_input("d1")
+    written = ledger.published_inputs(["d1"]).get("d1")
     ledger.close()
 
     assert (buffered, written) == (None, PublishedInput("p1", "evt-p1", "corr-p1"))

@@ -5,6 +5,7 @@ through the operators given for the rest."""
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 import reactivex
@@ -23,7 +24,12 @@ from rebalance_stream.operators.decode import decode
 from rebalance_stream.operators.dedupe import dedupe
 from rebalance_stream.operators.flow import Disposition, InputRecord, Skipped
 from rebalance_stream.operators.output_events import to_output_events
-from rebalance_stream.operators.skip_published import skip_published_inputs, skipped_envelope
+from rebalance_stream.operators.skip_published import (
+    log_settled_duplicates,
+    published_among,
+    skip_published_inputs,
+    skipped_envelope,
+)
 from rebalance_stream.operators.validate import validate
 
 DOCUMENT = planned("p1", [Trade("SPY", "BUY", "1500.00")], event_id="evt-p1")
@@ -161,7 +167,7 @@ class ExplodingStore:
     def __init__(self) -> None:
         self.asked = 0
 
-    def published_input(self, input_digest: str) -> PublishedInput | None:
+    def published_inputs(self, input_digests: Collection[str]) -> dict[str, PublishedInput]:
         self.asked += 1
         raise OSError("ledger unavailable")
 
@@ -197,3 +203,51 @@ def test_skipped_envelope_is_a_plain_function() -> None:
         "offset": 0,
     }
     assert (envelope.owns_outcome, envelope.mis_keyed, envelope.event) == (False, False, None)
+
+
+def test_published_among_reads_the_ledger_once_for_a_batch() -> None:
+    ledger = InMemoryLedger()
+    claimed(ledger, acknowledged=True)
+    other = record(planned("p2", [Trade("QQQ", "BUY", "10")], event_id="evt-p2"), offset=4)
+    batch = [record(DOCUMENT, offset=3), other, record(DOCUMENT, offset=5)]
+    reads: list[int] = []
+
+    class CountingStore:
+        def published_inputs(self, digests: Collection[str]) -> dict[str, PublishedInput]:
+            reads.append(len(digests))
+            return ledger.published_inputs(digests)
+
+    found = published_among(CountingStore(), batch)
+
+    first = PublishedInput("p1", "evt-p1", "corr-p1")
+    assert found == {batch[0].position: first, batch[2].position: first}
+    assert reads == [2]  # two distinct byte strings among three records
+
+
+def test_published_among_a_failed_read_leaves_every_record_to_the_full_path() -> None:
+    with structlog.testing.capture_logs() as logs:
+        found = published_among(ExplodingStore(), [record(DOCUMENT, offset=9)])
+
+    assert found == {}
+    [warning] = logs
+    assert (warning["event"], warning["records"], warning["offset"]) == (
+        "published_input_lookup_failed",
+        1,
+        9,
+    )
+
+
+def test_settled_duplicates_are_logged_once_per_partition() -> None:
+    records = [
+        record(DOCUMENT, offset=3),
+        record(DOCUMENT, offset=8),
+        record(DOCUMENT, offset=2, partition=1),
+    ]
+
+    with structlog.testing.capture_logs() as logs:
+        log_settled_duplicates(records)
+
+    summary = [(e["partition"], e["count"], e["first_offset"], e["last_offset"]) for e in logs]
+    assert summary == [(0, 2, 3, 8), (1, 1, 2, 2)]
+    assert {e["event"] for e in logs} == {"published_inputs_skipped"}
+    assert {e["status"] for e in logs} == {"duplicate_event"}

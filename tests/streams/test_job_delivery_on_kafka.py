@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from plan_factory import Trade, planned
 from support import paper_account
 from test_job_on_kafka import (
@@ -28,6 +29,7 @@ from rebalance_stream.streams.runner import EXIT_OK, EXIT_PUBLISH_FAILED
 pytestmark = pytest.mark.kafka
 
 PLANS = 12
+NEW_PLANS = 4
 
 
 def plan_messages(count: int, accounts: int = 3) -> list[tuple[bytes | None, bytes]]:
@@ -51,9 +53,11 @@ class ClaimCountingLedger(SqliteLedger):
 def test_replay_from_offset_zero_with_the_ledger_places_no_order_and_publishes_nothing(
     kafka_broker: str, topic_factory: Any, tmp_path: Path
 ) -> None:
+    """The replay's published inputs are settled by the source, a poll at a time: never
+    decoded, claimed or emitted, but counted, logged and committed. Plans added after the
+    first run still run, between them."""
     settings = settings_for(kafka_broker, topic_factory)
-    messages = plan_messages(PLANS)
-    publish(kafka_broker, settings.topic_input, messages)
+    publish(kafka_broker, settings.topic_input, plan_messages(PLANS))
     ledger = SqliteLedger(tmp_path / "ledger.sqlite")
     broker = PaperBroker(paper_account(cash="100000.00"))
     broker.start()
@@ -61,27 +65,39 @@ def test_replay_from_offset_zero_with_the_ledger_places_no_order_and_publishes_n
     first_writes = ledger.transactions
     ledger.close()
     orders_after_first = broker.list_orders("rs1-")
+    later = plan_messages(PLANS + NEW_PLANS)[PLANS:]
+    publish(kafka_broker, settings.topic_input, later)
 
     replay = settings.model_copy(update={"group_id": settings.group_id + "-replay"})
     reopened = ClaimCountingLedger(tmp_path / "ledger.sqlite")
-    code, dispositions, job = run_job_until(replay, broker, PLANS, reopened)
-    replay_writes = reopened.transactions
+    with structlog.testing.capture_logs() as logs:
+        code, dispositions, job = run_job_until(replay, broker, PLANS + NEW_PLANS, reopened)
     reopened.close()
 
     assert (first_code, code) == (EXIT_OK, EXIT_OK)
     # One order per plan: its intent, then a share of the group commit that writes the
     # outcomes with the terminal states; plans whose intents wait for a write share one too.
     assert 2 <= first_writes <= 2 * PLANS
-    assert replay_writes == 1  # the retention sweep at start; duplicates write nothing
-    # Every input's bytes were published before: settled undecoded, never claimed.
-    assert reopened.claims == 0
+    # Only the new plans were claimed, executed and emitted.
+    assert reopened.claims == NEW_PLANS
     assert len(orders_after_first) == PLANS
-    assert broker.list_orders("rs1-") == orders_after_first
-    assert [d.outputs for d in dispositions] == [()] * PLANS
-    assert {d.skipped.reason_code for d in dispositions if d.skipped} == {"DUPLICATE_EVENT"}
-    assert job.counts.snapshot() == {"consumed": PLANS, "deduplicated": PLANS}
-    read_all(kafka_broker, settings.topic_trade_executed, PLANS)
-    read_all(kafka_broker, settings.topic_workflow_completed, PLANS)
+    assert len(broker.list_orders("rs1-")) == PLANS + NEW_PLANS
+    assert sorted(d.plan_id or "" for d in dispositions) == sorted(
+        f"plan-{i}" for i in range(PLANS, PLANS + NEW_PLANS)
+    )
+    assert job.counts.snapshot() == {
+        "consumed": PLANS + NEW_PLANS,
+        "deduplicated": PLANS,
+        "workflow_completed": NEW_PLANS,
+    }
+    registry = job.metrics.registry
+    assert registry.get_sample_value("rebalance_stream_inputs_consumed_total") == PLANS + NEW_PLANS
+    assert registry.get_sample_value("rebalance_stream_inputs_deduplicated_total") == PLANS
+    skipped = [e for e in logs if e["event"] == "published_inputs_skipped"]
+    assert sum(e["count"] for e in skipped) == PLANS
+    assert [e["event"] for e in logs].count("input_decided") == NEW_PLANS
+    read_all(kafka_broker, settings.topic_trade_executed, PLANS + NEW_PLANS)
+    read_all(kafka_broker, settings.topic_workflow_completed, PLANS + NEW_PLANS)
     assert committed_offsets(kafka_broker, replay) == end_offsets(kafka_broker, replay)
     broker.close()
 

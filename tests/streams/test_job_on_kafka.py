@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from support import paper_account
 from rebalance_stream.brokers.paper import PaperBroker
 from rebalance_stream.ledger.memory import InMemoryLedger
 from rebalance_stream.ledger.protocol import Ledger
-from rebalance_stream.operators.flow import Disposition
+from rebalance_stream.operators.flow import Disposition, InputRecord
 from rebalance_stream.streams.kafka_clients import make_producer, make_transactional_producer
 from rebalance_stream.streams.runner import EXIT_OK, ORDER_THREADS, JobHooks, PlanConsumerJob
 from rebalance_stream.streams.settings import Settings
@@ -85,18 +85,25 @@ def run_job_until(
     ledger: Ledger | None = None,
     at_last: Callable[[], object] = lambda: None,
 ) -> tuple[int, list[Disposition], PlanConsumerJob]:
-    """Run the job on a thread until ``inputs`` dispositions were published (then call
-    ``at_last``), then stop it."""
+    """Run the job on a thread until ``inputs`` inputs were decided: dispositions published,
+    or duplicates that the source settled (then call ``at_last``), then stop it."""
     seen: list[Disposition] = []
+    settled: list[InputRecord] = []
     holder: dict[str, PlanConsumerJob] = {}
+    lock = threading.Lock()
 
-    def on_disposition(disposition: Disposition) -> None:
-        seen.append(disposition)
-        if len(seen) == inputs:
+    def decided(disposition: Disposition | None, records: Sequence[InputRecord] = ()) -> None:
+        with lock:
+            if disposition is not None:
+                seen.append(disposition)
+            settled.extend(records)
+            done = len(seen) + len(settled) == inputs
+        if done:
             at_last()
             holder["job"].stop()
 
-    job = PlanConsumerJob(settings, broker, ledger or InMemoryLedger(), JobHooks(on_disposition))
+    hooks = JobHooks(decided, on_settled=lambda records: decided(None, records))
+    job = PlanConsumerJob(settings, broker, ledger or InMemoryLedger(), hooks)
     holder["job"] = job
     result: dict[str, int] = {}
     thread = threading.Thread(target=lambda: result.setdefault("code", job.run()), daemon=True)

@@ -15,9 +15,10 @@ from test_job_on_kafka import publish
 
 from rebalance_stream.operators.flow import InputRecord
 from rebalance_stream.streams.kafka_clients import make_consumer
-from rebalance_stream.streams.kafka_source import KafkaPlanSource, SourceOptions
+from rebalance_stream.streams.kafka_source import KafkaPlanSource
 from rebalance_stream.streams.pipeline import utc_now
 from rebalance_stream.streams.settings import Settings
+from rebalance_stream.streams.source_options import SourceOptions
 
 pytestmark = pytest.mark.kafka
 

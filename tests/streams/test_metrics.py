@@ -11,7 +11,7 @@ from kafka import TopicPartition  # type: ignore[import-untyped]
 from plan_factory import Trade, liquidate, planned
 from prometheus_client import REGISTRY, CollectorRegistry
 from reactivex.scheduler import ThreadPoolScheduler
-from support import FixedClock, record
+from support import T0, FixedClock, record
 
 from rebalance_stream.brokers.paper import PaperBroker
 from rebalance_stream.ledger.memory import InMemoryLedger
@@ -181,6 +181,24 @@ def test_received_without_decision_stays_in_flight(paper: PaperBroker, clock: Fi
     metrics.observe(second)
 
     assert value(metrics, "inputs_in_flight") == 1
+
+
+def test_duplicates_settled_by_the_source_count_as_skipped_inputs_never_in_flight() -> None:
+    """As ``observe`` counts a skipped Disposition, without the in-flight gauge moving."""
+    records = [record(ROTATION, offset, received_at=T0) for offset in range(3)]
+    metrics = JobMetrics()
+    counts = JobCounts()
+
+    metrics.observe_settled_duplicates(records, T0 + timedelta(milliseconds=4))
+    counts.add({"consumed": 3, "deduplicated": 3})
+
+    assert value(metrics, "inputs_consumed_total") == 3
+    assert value(metrics, "inputs_deduplicated_total") == 3
+    assert value(metrics, "outcomes_total", status="skipped") == 3
+    assert value(metrics, "plan_latency_seconds_count", outcome="skipped") == 3
+    assert value(metrics, "plan_latency_seconds_sum", outcome="skipped") == pytest.approx(0.012)
+    assert value(metrics, "inputs_in_flight") == 0
+    assert counts.snapshot() == {"consumed": 3, "deduplicated": 3}
 
 
 @pytest.mark.parametrize(
