@@ -34,7 +34,11 @@ from rebalance_stream.operators.output_events import disposition_of, to_output_e
 from rebalance_stream.operators.per_account import serialize_by_account
 from rebalance_stream.operators.record_outcomes import record_outcomes
 from rebalance_stream.operators.risk import KillSwitch, RiskLimits, check_risk, evaluate_risk
-from rebalance_stream.operators.skip_published import skip_published_inputs, skipped_envelope
+from rebalance_stream.operators.skip_published import (
+    published_among,
+    skip_published_inputs,
+    skipped_envelope,
+)
 from rebalance_stream.operators.staleness import reject_stale
 from rebalance_stream.operators.validate import validate
 
@@ -69,6 +73,7 @@ __all__ = [
     "evaluate_risk",
     "execute_orders",
     "gate_on_market_clock",
+    "published_among",
     "record_outcomes",
     "reject_stale",
     "serialize_by_account",
