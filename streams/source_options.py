@@ -37,9 +37,9 @@ class SourceOptions:
     """Told every ``lag_interval_s`` the assigned partitions' end offsets and positions."""
     lag_interval_s: float = 15.0
     revoke_wait_s: float = 5.0
+    """How long a revocation waits for the revoked partitions' executing plans. It blocks
+    kafka-python's network loop, heartbeats included: keep it under half the session timeout."""
     settle: Callable[[Sequence[InputRecord]], Collection[SourcePosition]] | None = None
     """Given each poll's records, returns the positions of those it has decided completely,
     with nothing to publish (replayed duplicates). The source acknowledges them at once and
     emits only the others. Only where the source commits its own offsets."""
-    """How long a revocation waits for the revoked partitions' executing plans. It blocks
-    kafka-python's network loop, heartbeats included: keep it under half the session timeout."""
