@@ -63,6 +63,9 @@ class PipelineConfig:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     treat_partial_execution_as_failure: bool = True
     outcome_batch_s: float = 0.0
+    skip_published_inputs: bool = True
+    """Settle published inputs before decoding them (with a ledger that knows them). False
+    where the source has already settled them: dedupe decides the rest the same way."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
@@ -164,6 +167,6 @@ def process_rebalance_plans(
         record_outcomes(ledger, config.outcome_batch_s, scheduler=deps.scheduler),
     )
     every_input: Op[InputRecord, Disposition] = reactivex.compose(admit, decide)
-    if isinstance(ledger, PublishedInputs):
+    if config.skip_published_inputs and isinstance(ledger, PublishedInputs):
         return skip_published_inputs(ledger, clock, every_input)
     return every_input

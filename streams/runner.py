@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -54,7 +55,7 @@ from rebalance_stream.streams.publishing import (
 )
 from rebalance_stream.streams.reconcile import ReconciliationFailed, reconcile_orders
 from rebalance_stream.streams.settings import Settings
-from rebalance_stream.streams.source_options import SourceOptions
+from rebalance_stream.streams.source_options import Settle, SourceOptions
 
 log = structlog.get_logger(__name__)
 
@@ -142,6 +143,7 @@ class PlanConsumerJob:
         self.heartbeat = Heartbeat(max_silence_s=HEARTBEAT_SILENCE_S)
         self._exactly_once = settings.processing_guarantee == "exactly_once"
         self._publishing: Publishing | None = None
+        self._settle = self._settler(ledger)
         self.source = KafkaPlanSource(
             lambda: make_consumer(settings),
             settings.topic_input,
@@ -159,7 +161,7 @@ class PlanConsumerJob:
                 on_loop=self.heartbeat.beat,
                 on_lag=self.metrics.set_consumer_lag,
                 revoke_wait_s=min(settings.shutdown_deadline_s, settings.session_timeout_ms / 2000),
-                settle=self._settle_published if isinstance(ledger, PublishedInputs) else None,
+                settle=self._settle,
             ),
         )
 
@@ -191,7 +193,11 @@ class PlanConsumerJob:
             order_watch=self._hooks.order_watch,
             order_pool=orders,
         )
-        pipeline = process_rebalance_plans(PipelineConfig.from_settings(settings), deps)
+        config = replace(
+            PipelineConfig.from_settings(settings),
+            skip_published_inputs=self._settle is None,
+        )
+        pipeline = process_rebalance_plans(config, deps)
         log.info(
             "job_started",
             topic=settings.topic_input,
@@ -275,12 +281,20 @@ class PlanConsumerJob:
         if self._hooks.on_disposition is not None:
             self._hooks.on_disposition(disposition)
 
-    def _settle_published(self, records: Sequence[InputRecord]) -> Collection[SourcePosition]:
-        """On the polling thread, at_least_once: the records whose plans are published are
-        duplicates, decided from one ledger read, counted, and logged in one line per
-        partition. The source acknowledges them without emitting them."""
-        assert isinstance(self._ledger, PublishedInputs)  # noqa: S101 (set only for one)
-        published = published_among(self._ledger, records)
+    def _settler(self, ledger: Ledger) -> Settle | None:
+        """The source's ``settle`` under at_least_once with a ledger that knows published
+        inputs; None otherwise (under exactly_once each offset goes into a transaction)."""
+        if self._exactly_once or not isinstance(ledger, PublishedInputs):
+            return None
+        return partial(self._settle_published, ledger)
+
+    def _settle_published(
+        self, store: PublishedInputs, records: Sequence[InputRecord]
+    ) -> Collection[SourcePosition]:
+        """On the polling thread: the records whose plans are published are duplicates,
+        decided from one ledger read, counted, and logged in one line per partition. The
+        source acknowledges them without emitting them."""
+        published = published_among(store, records)
         if not published:
             return ()
         settled = [record for record in records if record.position in published]

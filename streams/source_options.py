@@ -8,6 +8,9 @@ from typing import Any
 
 from rebalance_stream.operators.flow import InputRecord, SourcePosition
 
+Settle = Callable[[Sequence[InputRecord]], Collection[SourcePosition]]
+"""Decides some of a poll's records completely; returns their positions."""
+
 
 @dataclass(frozen=True, slots=True)
 class SourceOptions:
@@ -39,7 +42,7 @@ class SourceOptions:
     revoke_wait_s: float = 5.0
     """How long a revocation waits for the revoked partitions' executing plans. It blocks
     kafka-python's network loop, heartbeats included: keep it under half the session timeout."""
-    settle: Callable[[Sequence[InputRecord]], Collection[SourcePosition]] | None = None
+    settle: Settle | None = None
     """Given each poll's records, returns the positions of those it has decided completely,
     with nothing to publish (replayed duplicates). The source acknowledges them at once and
     emits only the others. Only where the source commits its own offsets."""

@@ -4,6 +4,7 @@ real paper broker; asserting the exact records per topic and the exact orders at
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -18,6 +19,7 @@ from rebalance_stream.brokers.protocol import MarketClock
 from rebalance_stream.contracts import client_order_id, derived_event_id
 from rebalance_stream.contracts.execution import OrderSide
 from rebalance_stream.ledger.memory import InMemoryLedger
+from rebalance_stream.ledger.protocol import PublishedInput
 from rebalance_stream.operators.flow import Disposition
 from rebalance_stream.operators.market_gate import MarketClockFailure
 from rebalance_stream.operators.risk import KillSwitch
@@ -396,3 +398,34 @@ def test_pipeline_same_input_twice_gives_the_same_bytes() -> None:
     second_values = [r.value for r in producer_records(second, TOPICS)]
     assert first_values == second_values
     assert len(first_values) == 2
+
+
+class LookupCountingLedger(InMemoryLedger):
+    """The in-memory ledger, counting its published-input reads."""
+
+    lookups = 0
+
+    def published_inputs(self, input_digests: Collection[str]) -> dict[str, PublishedInput]:
+        self.lookups += 1
+        return super().published_inputs(input_digests)
+
+
+@pytest.mark.parametrize(("skip_published", "lookups"), [(True, 2), (False, 0)])
+def test_pipeline_reads_published_inputs_only_when_configured_to(
+    paper: PaperBroker, clock: FixedClock, skip_published: bool, lookups: int
+) -> None:
+    """Where the source already settled published inputs, the pipeline does not read them
+    again: the input that is one after all is decided by dedupe, the same way."""
+    ledger = LookupCountingLedger()
+    deps = PipelineDependencies(broker=paper, ledger=ledger, clock=clock, sleep=clock.advance)
+    config = PipelineConfig(skip_published_inputs=skip_published)
+    [first] = run_in_process([record(ROTATION, 0)], config, deps)
+    ledger.mark_acknowledged(["plan-rot"])
+
+    [again] = run_in_process([record(ROTATION, 1)], config, deps)
+
+    assert first.owns_outcome
+    assert again.skipped is not None
+    assert again.skipped.reason_code == "DUPLICATE_EVENT"
+    assert again.outputs == ()
+    assert ledger.lookups == lookups
