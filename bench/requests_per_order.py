@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,7 @@ def measure(plans: int) -> dict[str, Any]:
 
 
 def _run(plans: int, *, stream: bool) -> dict[str, Any]:
+    from rebalance_stream.brokers.account_book import StreamAccountBook
     from rebalance_stream.brokers.alpaca import AlpacaBroker
     from rebalance_stream.brokers.alpaca_trade_updates import AlpacaTradeUpdates
     from rebalance_stream.brokers.fake_alpaca import Delayed, FakeAlpacaConfig, FakeAlpacaServer
@@ -104,11 +105,14 @@ def _run(plans: int, *, stream: bool) -> dict[str, Any]:
         config = fake_alpaca_adapter_config(server, UNLIMITED_PER_MIN)
         ledger = SqliteLedger(Path(tmp) / "ledger.sqlite")
         with AlpacaBroker(config) as broker, contextlib.ExitStack() as stack:
-            watch = None
+            watch = book = None
             if stream:
-                watch = stack.enter_context(AlpacaTradeUpdates(config, broker))
+                book = StreamAccountBook(broker, config.account_book_s)
+                watch = stack.enter_context(AlpacaTradeUpdates(config, broker, account_book=book))
                 watch.wait_connected(CONNECT_TIMEOUT_S)
-            deps = PipelineDependencies(broker=broker, ledger=ledger, order_watch=watch)
+            deps = PipelineDependencies(
+                broker=broker, ledger=ledger, order_watch=watch, account=book
+            )
             dispositions = run_in_process(records, pipeline, deps)
         ledger.close()
         counts = server.request_counts()
@@ -122,6 +126,7 @@ def _run(plans: int, *, stream: bool) -> dict[str, Any]:
         "http_requests": requests,
         "requests_per_order": _per(requests, orders),
         "order_requests_per_order": _per(order_requests, orders),
+        "account_book": asdict(book.stats) if book is not None else None,
         "by_endpoint_per_order": {
             f"{method} {path}": _per(count, orders)
             for (method, path), count in sorted(counts.items())

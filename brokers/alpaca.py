@@ -49,9 +49,9 @@ from rebalance_stream.brokers.alpaca_http import (
     close_session,
     guard,
 )
+from rebalance_stream.brokers.alpaca_market_data import AlpacaMarketData
 from rebalance_stream.brokers.alpaca_retry import backoff
 from rebalance_stream.brokers.alpaca_wire import (
-    latest_params,
     order_body,
     parse_account,
     parse_asset,
@@ -60,9 +60,6 @@ from rebalance_stream.brokers.alpaca_wire import (
     parse_orders,
     parse_position_qty,
     parse_positions,
-    parse_quotes,
-    parse_snapshots,
-    parse_trade_price,
 )
 from rebalance_stream.brokers.protocol import (
     AccountSnapshot,
@@ -116,6 +113,7 @@ class AlpacaBroker:
         self._assets_condition = threading.Condition()
         self._clock = clock_cache(config.clock_cache_s)
         self._clock_condition = threading.Condition()
+        self._market = AlpacaMarketData(config, self._data_get)
 
     def __repr__(self) -> str:
         return f"AlpacaBroker(base_url={self._config.base_url!r}, paper={self._config.is_paper})"
@@ -206,35 +204,17 @@ class AlpacaBroker:
         return self.get_latest_prices([symbol]).get(symbol.upper())
 
     def get_latest_prices(self, symbols: Sequence[str]) -> dict[str, Decimal]:
-        """Latest trade prices in one GET /v2/stocks/trades/latest?symbols=A,B; a symbol
-        without a trade gets its quote's midpoint from one more request."""
-        params = latest_params(symbols, self._config.data_feed)
-        if params is None:
-            return {}
-        wanted = params["symbols"].split(",")
-        trades = self._latest("/stocks/trades/latest", params)
-        prices = {s: p for s in wanted if (p := parse_trade_price(trades, s)) is not None}
-        missing = [symbol for symbol in wanted if symbol not in prices]
-        if missing:
-            prices.update((s, q.mid) for s, q in self.get_quotes(missing).items())
-        return prices
+        """Latest trade prices in one request; see ``AlpacaMarketData.latest_prices``."""
+        return self._market.latest_prices(symbols)
 
     def get_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
-        """The latest quotes, all in one GET /v2/stocks/quotes/latest?symbols=A,B (none for no
-        symbols). A symbol without a quote, or with a one-sided, zero or crossed one, is
-        absent."""
-        params = latest_params(symbols, self._config.data_feed)
-        if params is None:
-            return {}
-        return parse_quotes(self._latest("/stocks/quotes/latest", params), symbols)
+        """Latest quotes in one request; see ``AlpacaMarketData.quotes``."""
+        return self._market.quotes(symbols)
 
     def get_market_data(self, symbols: Sequence[str]) -> MarketData:
-        """Latest prices and quotes together, from one GET /v2/stocks/snapshots?symbols=A,B
-        (``MarketSnapshots``): a symbol without a trade is priced at its quote's midpoint."""
-        params = latest_params(symbols, self._config.data_feed)
-        if params is None:
-            return MarketData({}, {})
-        return parse_snapshots(self._latest("/stocks/snapshots", params), symbols)
+        """Prices and quotes from one snapshots read, shared by calls for the same symbols
+        for ``market_data_share_s`` (``MarketSnapshots``; see ``alpaca_market_data``)."""
+        return self._market.snapshots(symbols)
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
         """Send the market or limit day order once. Raises DuplicateClientOrderId,
@@ -316,12 +296,10 @@ class AlpacaBroker:
             raise RuntimeError("AlpacaBroker is not started; call start() first")
         return self._clients
 
-    def _latest(self, path: str, params: dict[str, str]) -> Any:
+    def _data_get(self, path: str, params: dict[str, str]) -> Any:
+        """A data API read, retried; 404 raises OrderNotFound."""
         data = self._started()[1]
-        try:
-            return self._read(lambda: data.get(path, params), params["symbols"])
-        except OrderNotFound:
-            return None
+        return self._read(lambda: data.get(path, params), params["symbols"])
 
     def _read(self, call: Callable[[], T], subject: str) -> T:
         """Run a read, retried; 404 raises OrderNotFound(subject) for the caller to translate."""

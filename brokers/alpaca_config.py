@@ -47,6 +47,13 @@ class AlpacaConfig(BaseSettings):
     clock_cache_s: float = Field(30.0, ge=0)
     """How long a market clock reading is kept, never past a minute before the next open or
     close; 0: the clock is read for every plan."""
+    market_data_share_s: float = Field(0.25, ge=0)
+    """How long one snapshots answer (prices and quotes) also serves other plans trading the
+    same symbols; plans asking while it is out wait for it. 0: each plan reads its own."""
+    account_book_s: float = Field(30.0, ge=0)
+    """With the trade-updates stream: how long positions and buying power read from Alpaca
+    are kept, moved by the stream's fills, before they are read again (see
+    ``account_book``); 0: read before every plan."""
     stream_url: str | None = None
     """The trade_updates websocket; default: the base URL as wss://…/stream."""
 

@@ -9,6 +9,9 @@ connection was down, and may send a fill twice, so:
 - while the stream is down, and for an order not heard of for ``fallback_poll_s``, the
   order is read over REST (polling as the fallback).
 
+A ``StreamAccountBook``, when given, hears every fill of the account (ours or not), each
+connection and disconnection, and each fill that only a REST read found.
+
 ``expect`` an order before submitting it, so that events arriving before the submit returns
 are kept, and so that a reconnect between the two is noticed. The secret is never logged.
 """
@@ -27,8 +30,9 @@ from typing import Any, Final
 import structlog
 from alpaca.trading.stream import TradingStream
 
+from rebalance_stream.brokers.account_book import StreamAccountBook
 from rebalance_stream.brokers.alpaca_config import AlpacaConfig
-from rebalance_stream.brokers.alpaca_wire import parse_order
+from rebalance_stream.brokers.alpaca_wire import parse_fill, parse_order
 from rebalance_stream.brokers.order_state import OrderUpdate, Trigger
 from rebalance_stream.brokers.order_watch import TrackedOrder
 from rebalance_stream.brokers.protocol import Broker, BrokerError, BrokerOrder
@@ -110,6 +114,7 @@ class AlpacaTradeUpdates:
     """An OrderWatch over Alpaca's trade updates; ``broker`` serves the REST reads.
 
     ``start()`` connects on a background thread; ``close()`` stops it. Thread-safe.
+    ``account_book`` (optional) is kept from the same stream.
     """
 
     def __init__(
@@ -120,8 +125,10 @@ class AlpacaTradeUpdates:
         fallback_poll_s: float = 5.0,
         poll_interval_s: float = 0.25,
         reconnect_backoff_s: tuple[float, float] = (0.5, 10.0),
+        account_book: StreamAccountBook | None = None,
     ) -> None:
         self._config = config
+        self.account_book = account_book
         self._broker = broker
         self._fallback_poll_s = fallback_poll_s
         self._poll_interval_s = poll_interval_s
@@ -256,6 +263,9 @@ class AlpacaTradeUpdates:
                 self.stats.fallback_reads += 1
             entry.heard_at = time.monotonic()
             if snapshot is not None and entry.tracked is not None:
+                book = self.account_book
+                if book is not None and snapshot.filled_qty > entry.tracked.order.filled_qty:
+                    book.stale(f"fill_found_by_{reason}")
                 entry.tracked.observe(snapshot, source=reason)
                 if connected:
                     entry.synced = max(entry.synced, generation)
@@ -265,6 +275,8 @@ class AlpacaTradeUpdates:
             self._generation += 1
             self._connected = True
             self.stats.connections += 1
+            if self.account_book is not None:
+                self.account_book.connected(self._generation)
             self._changed.notify_all()
             log.info(
                 "trade_updates_connected", generation=self._generation, waiting=len(self._entries)
@@ -275,6 +287,8 @@ class AlpacaTradeUpdates:
             if self._connected and not self._closing:
                 log.warning("trade_updates_disconnected", generation=self._generation)
             self._connected = False
+            if self.account_book is not None:
+                self.account_book.disconnected()
             self._changed.notify_all()
 
     async def _on_message(self, message: Any) -> None:
@@ -294,6 +308,8 @@ class AlpacaTradeUpdates:
                 self.stats.duplicate_fills += 1
                 log.info("trade_update_duplicate_fill", execution_id=data.get("execution_id"))
                 return
+            if event in FILL_EVENTS and self.account_book is not None:
+                _book_fill(self.account_book, data, order)
             entry = self._entries.get(order.client_order_id)
             if entry is None or trigger is None:
                 return
@@ -314,3 +330,14 @@ class AlpacaTradeUpdates:
         if len(self._executions) > SEEN_EXECUTIONS:
             self._executions.popitem(last=False)
         return True
+
+
+def _book_fill(book: StreamAccountBook, data: Mapping[str, Any], order: BrokerOrder) -> None:
+    """Hand a fill to the account book; one it cannot read makes the book stale."""
+    try:
+        fill = parse_fill(data, order)
+    except BrokerError as exc:
+        log.warning("trade_update_fill_unreadable", error=str(exc))
+        book.stale("unreadable_fill")
+        return
+    book.filled(fill)

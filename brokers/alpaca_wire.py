@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 from alpaca.trading.enums import OrderStatus
 
+from rebalance_stream.brokers.account_book import StreamFill
 from rebalance_stream.brokers.protocol import (
     MARKET_ORDER,
     AccountSnapshot,
@@ -187,6 +188,18 @@ def parse_positions(raw: object) -> dict[str, Decimal]:
         return {str(_mapping(p)["symbol"]).upper(): _decimal(_mapping(p)["qty"]) for p in raw}
     except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
         raise BrokerUnavailable(f"unreadable positions from Alpaca: {exc!r}") from exc
+
+
+def parse_fill(data: Mapping[str, Any], order: BrokerOrder) -> StreamFill:
+    """A trade_updates fill: its execution's qty and price, and ``position_qty`` (absent:
+    None). Raises BrokerUnavailable when the qty or price is unreadable."""
+    try:
+        qty, price = _decimal(data["qty"]), _decimal(data["price"])
+        position_qty = _optional_decimal(data.get("position_qty"))
+    except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+        raise BrokerUnavailable(f"unreadable fill from Alpaca: {exc!r}") from exc
+    symbol = order.symbol.upper()
+    return StreamFill(order.client_order_id, symbol, order.side, qty, price, position_qty)
 
 
 def parse_asset(raw: object) -> AssetInfo:

@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 from reactivex import operators as ops
 
+from rebalance_stream.brokers.account_reads import AccountReads
 from rebalance_stream.brokers.order_watch import OrderWatch
 from rebalance_stream.brokers.protocol import Broker
 from rebalance_stream.contracts.execution import Scenario
@@ -39,6 +40,7 @@ def execute_orders(  # noqa: PLR0913 - each is an injected dependency
     watch: OrderWatch | None = None,
     kill_switch: Callable[[], KillSwitch] = always_active,
     pool: OrderPool | None = None,
+    account: AccountReads | None = None,
 ) -> Op[Envelope[Any], Envelope[Any]]:
     """Execute each plan that is still undecided; blocks while its orders run.
 
@@ -50,9 +52,18 @@ def execute_orders(  # noqa: PLR0913 - each is an injected dependency
     ``recording`` puts each order's intent on record before the order is sent; ``watch``
     follows placed orders (default: REST polling); ``kill_switch`` is read before each order.
     ``pool`` runs the orders' calls (default: a pool of this operator's own, never shut down).
+    ``account`` gives positions and buying power (default: read from the broker per plan).
     """
     executor = PlanOrderExecutor(
-        broker, config, clock, sleep, recording, watch=watch, kill_switch=kill_switch, pool=pool
+        broker,
+        config,
+        clock,
+        sleep,
+        recording,
+        watch=watch,
+        kill_switch=kill_switch,
+        pool=pool,
+        account=account,
     )
 
     def run(envelope: Envelope[Any], event: RebalancePlanned) -> Envelope[Any]:

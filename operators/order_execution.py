@@ -20,6 +20,7 @@ from decimal import Decimal
 
 import structlog
 
+from rebalance_stream.brokers.account_reads import AccountReads, BrokerAccountReads
 from rebalance_stream.brokers.order_watch import OrderWatch, PollingOrderWatch
 from rebalance_stream.brokers.protocol import (
     Broker,
@@ -161,7 +162,9 @@ class PlanOrderExecutor:
     """Places and follows one plan's orders. Calls block; run it off the event loop.
 
     ``watch`` follows placed orders (default: REST polling); ``kill_switch`` is read before
-    every order, so a switch changed while a plan runs stops its next order.
+    every order, so a switch changed while a plan runs stops its next order. ``account``
+    gives the positions and buying power orders are sized from (default: read from the
+    broker for each plan).
     """
 
     def __init__(  # noqa: PLR0913 - each is an injected dependency
@@ -175,8 +178,10 @@ class PlanOrderExecutor:
         watch: OrderWatch | None = None,
         kill_switch: Callable[[], KillSwitch] = always_active,
         pool: OrderPool | None = None,
+        account: AccountReads | None = None,
     ) -> None:
         self._broker = broker
+        self._account = account or BrokerAccountReads(broker)
         self._pool = pool or OrderPool()
         self._config = config
         self._clock = clock
@@ -200,7 +205,7 @@ class PlanOrderExecutor:
             started = self._clock()
             deadline = started + timedelta(seconds=self._config.plan_deadline_s)
             symbols = [item.symbol for item in [*sells, *buys]]
-            held = pool.submit(self._broker.get_positions) if sells else None
+            held = pool.submit(self._account.positions) if sells else None
             market = self._market_data(pool, symbols)
             positions = pool.result(held) if held is not None else {}
             prices: dict[str, Decimal | None] = {s: market.prices.get(s) for s in symbols}
@@ -225,7 +230,7 @@ class PlanOrderExecutor:
             within = self._fit_buying_power(prepared_buys, deadline)
             after_wait = self._clock()
             timings["buying_power_wait"] = elapsed_ms(after_sells, after_wait)
-            buy_results = self._run_phase(pool, run, within)
+            buy_results = self._run_buys(pool, run, within)
             timings["buys"] = elapsed_ms(after_wait, self._clock())
         self._recording.checkpoint(AFTER_ORDERS)
         by_symbol = {result.symbol: result for result in [*sell_results, *buy_results]}
@@ -241,6 +246,15 @@ class PlanOrderExecutor:
         latest = pool.submit(broker.get_latest_prices, symbols)
         quotes = broker.get_quotes(symbols)
         return MarketData(pool.result(latest), quotes)
+
+    def _run_buys(
+        self, pool: PlanTasks, run: _PlanRun, prepared: list[PreparedOrder]
+    ) -> list[OrderResult]:
+        """The buy phase, with what its new orders cost declared to the account reads."""
+        fresh = [p.sized for p in prepared if not p.existing and p.sized.skip is None]
+        ids = [order.client_order_id for order in fresh]
+        with self._account.spending(buys_cost(fresh), ids):
+            return self._run_phase(pool, run, prepared)
 
     def _run_phase(
         self, pool: PlanTasks, run: _PlanRun, prepared: list[PreparedOrder]
@@ -266,6 +280,7 @@ class PlanOrderExecutor:
         terminals = [t for outcome in outcomes for t in terminals_of(outcome.placed)]
         if terminals:
             self._recording.journal.record_terminals(terminals)
+            self._account.orders_ended({t.client_order_id: t.filled_qty for t in terminals})
         return [outcome.result for outcome in outcomes]
 
     def _run(self, run: _PlanRun, prepared: PreparedOrder) -> ItemOutcome:
@@ -360,10 +375,10 @@ class PlanOrderExecutor:
     def _wait_for_buying_power(self, needed: Decimal, deadline: datetime) -> Decimal:
         started = self._clock()
         limit_s = min(self._config.buying_power_wait_s, (deadline - started).total_seconds())
-        buying_power = self._broker.get_account().buying_power
+        buying_power = self._account.buying_power(needed)
         while buying_power < needed and (self._clock() - started).total_seconds() < limit_s:
             self._sleep(self._config.poll_interval_s)
-            buying_power = self._broker.get_account().buying_power
+            buying_power = self._account.buying_power(needed)
         if buying_power < needed:
             log.warning(
                 "buying_power_short",

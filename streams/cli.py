@@ -6,13 +6,12 @@ import json
 import signal
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from reactivex.scheduler import ThreadPoolScheduler
 from rich.console import Console
 
-from rebalance_stream.brokers.order_watch import OrderWatch
 from rebalance_stream.brokers.paper import PaperBroker
 from rebalance_stream.brokers.paper_account import PaperAccount
 from rebalance_stream.brokers.protocol import Broker
@@ -32,6 +31,9 @@ from rebalance_stream.streams.replay import ReplayOptions, replay_main
 from rebalance_stream.streams.runner import JobHooks, PlanConsumerJob, open_ledger, output_topics
 from rebalance_stream.streams.settings import Settings, load_settings
 from rebalance_stream.streams.simulate import plan_file_records, run_in_process
+
+if TYPE_CHECKING:
+    from rebalance_stream.brokers.alpaca_trade_updates import AlpacaTradeUpdates
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -54,15 +56,19 @@ def open_broker(settings: Settings) -> AbstractContextManager[Broker]:
 
 def open_order_watch(
     settings: Settings, broker: Broker
-) -> AbstractContextManager[OrderWatch | None]:
+) -> AbstractContextManager[AlpacaTradeUpdates | None]:
     """Alpaca's trade-updates stream when REBALANCE_STREAM_ALPACA_TRADE_UPDATES is on (the
-    default); otherwise None, and orders are polled over REST."""
+    default), keeping the account book unless REBALANCE_STREAM_ALPACA_ACCOUNT_BOOK_S is 0;
+    otherwise None, and orders are polled over REST."""
     if settings.broker != "alpaca" or not settings.alpaca_trade_updates:
         return nullcontext(None)
+    from rebalance_stream.brokers.account_book import StreamAccountBook
     from rebalance_stream.brokers.alpaca import AlpacaConfig
     from rebalance_stream.brokers.alpaca_trade_updates import AlpacaTradeUpdates
 
-    return AlpacaTradeUpdates(AlpacaConfig(), broker)
+    config = AlpacaConfig()
+    book = StreamAccountBook(broker, config.account_book_s) if config.account_book_s else None
+    return AlpacaTradeUpdates(config, broker, account_book=book)
 
 
 def paper_account_of(settings: Settings, override: Path | None) -> PaperAccount:
@@ -152,7 +158,11 @@ def run() -> None:
     ledger = open_ledger(settings)
     try:
         with open_broker(settings) as broker, open_order_watch(settings, broker) as watch:
-            hooks = JobHooks(checkpoint=crash_hook(settings.test_crash_at), order_watch=watch)
+            hooks = JobHooks(
+                checkpoint=crash_hook(settings.test_crash_at),
+                order_watch=watch,
+                account_reads=watch.account_book if watch is not None else None,
+            )
             job = PlanConsumerJob(settings, broker, ledger, hooks)
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda _signum, _frame: job.stop())

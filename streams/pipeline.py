@@ -12,6 +12,7 @@ from typing import Any
 import reactivex
 from reactivex.abc import SchedulerBase
 
+from rebalance_stream.brokers.account_reads import AccountReads
 from rebalance_stream.brokers.order_watch import OrderWatch
 from rebalance_stream.brokers.protocol import Broker
 from rebalance_stream.ledger.protocol import Ledger, PublishedInputs
@@ -111,6 +112,8 @@ class PipelineDependencies:
     ``order_watch`` follows placed orders; None polls the broker over REST.
     ``order_pool`` runs the orders' calls; None gives the pipeline a pool of its own, which
     nothing shuts down (its idle threads end with the process).
+    ``account`` gives the positions and buying power that orders are sized from; None reads
+    them from the broker for each plan.
     """
 
     broker: Broker
@@ -123,6 +126,7 @@ class PipelineDependencies:
     held_back: Callable[[SourcePosition], bool] = lambda _position: False
     order_watch: OrderWatch | None = None
     order_pool: OrderPool | None = None
+    account: AccountReads | None = None
 
 
 def process_rebalance_plans(
@@ -151,6 +155,7 @@ def process_rebalance_plans(
             watch=deps.order_watch,
             kill_switch=deps.kill_switch,
             pool=deps.order_pool,
+            account=deps.account,
         ),
     )
     admit: Op[InputRecord, Envelope[Any]] = reactivex.compose(

@@ -19,6 +19,7 @@ import structlog
 from reactivex import operators as ops
 from reactivex.scheduler import ThreadPoolScheduler
 
+from rebalance_stream.brokers.account_reads import AccountReads
 from rebalance_stream.brokers.order_watch import OrderWatch
 from rebalance_stream.brokers.protocol import Broker
 from rebalance_stream.ledger.memory import InMemoryLedger
@@ -107,7 +108,8 @@ class JobHooks:
 
     ``on_disposition`` sees each disposition as it is handed to the producer; ``checkpoint`` is
     called at named points (order execution, ``before_publish``, ``before_commit``);
-    ``order_watch`` follows placed orders (None: REST polling).
+    ``order_watch`` follows placed orders (None: REST polling); ``account_reads`` gives the
+    positions and buying power orders are sized from (None: read from the broker per plan).
     """
 
     on_disposition: Callable[[Disposition], None] | None = None
@@ -116,6 +118,7 @@ class JobHooks:
     Disposition (at_least_once only)."""
     checkpoint: Callable[[str], None] = no_checkpoint
     order_watch: OrderWatch | None = None
+    account_reads: AccountReads | None = None
 
 
 class PlanConsumerJob:
@@ -192,6 +195,7 @@ class PlanConsumerJob:
             held_back=self.source.is_held_back,
             order_watch=self._hooks.order_watch,
             order_pool=orders,
+            account=self._hooks.account_reads,
         )
         config = replace(
             PipelineConfig.from_settings(settings),

@@ -901,7 +901,7 @@ def test_alpaca_broker_get_market_data_reads_prices_and_quotes_in_one_request() 
     }
     assert market.prices == {"SPY": Decimal("500.00"), "AAPL": Decimal("187.3312")}
     assert none == MarketData({}, {})
-    assert venue.queries == [("/v2/stocks/snapshots", {"symbols": "SPY,AAPL,NOPE", "feed": "iex"})]
+    assert venue.queries == [("/v2/stocks/snapshots", {"symbols": "AAPL,NOPE,SPY", "feed": "iex"})]
     assert total_requests(venue) == 1
 
 
