@@ -1,9 +1,10 @@
-"""The SQLite ledger's schema, statements and row conversions (schema version 3).
+"""The SQLite ledger's schema, statements and row conversions (schema version 4).
 
 Decimals are stored as exact text and timestamps as fixed-width UTC ISO text, so that text order
-is time order. ``migrate`` creates the tables, brings an older file to version 3 (version 2
-keeps each plan's first input digest, version 3 its correlation_id; older plans have neither),
-and refuses a file from a newer version.
+is time order. ``migrate`` creates the tables, brings an older file to version 4 (version 2
+keeps each plan's first input digest, version 3 its correlation_id; older plans have neither;
+version 4 looks published inputs up in a covering index of the published plans only), and
+refuses a file from a newer version.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from rebalance_stream.ledger.protocol import (
     trading_day,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_S = 5.0
 DEFAULT_MAX_PENDING = 10_000
 """Buffered rows (claims, event_ids, acknowledgements) that force a flush."""
@@ -58,10 +59,14 @@ SCHEMA = (
 UPGRADES = {
     1: ("ALTER TABLE plans ADD COLUMN input_digest TEXT",),
     2: ("ALTER TABLE plans ADD COLUMN correlation_id TEXT",),
+    3: ("DROP INDEX IF EXISTS plans_by_input_digest",),
 }
 INDEXES = (
-    "CREATE INDEX IF NOT EXISTS plans_by_input_digest ON plans (input_digest)"
-    " WHERE input_digest IS NOT NULL",
+    # Covering: a replay's lookup of a poll's digests reads the index alone, never the rows
+    # (whose recorded outputs sit before their last columns).
+    "CREATE INDEX IF NOT EXISTS published_inputs ON plans"
+    " (input_digest, plan_id, first_event_id, correlation_id, acknowledged)"
+    " WHERE input_digest IS NOT NULL AND acknowledged = 1 AND correlation_id IS NOT NULL",
 )
 SET_VERSION = f"PRAGMA user_version={SCHEMA_VERSION}"
 
@@ -82,8 +87,8 @@ INSERT_PLAN = (
 )
 SELECT_PUBLISHED_INPUTS = (
     "SELECT input_digest, plan_id, first_event_id, correlation_id FROM plans"
-    " WHERE input_digest IN (SELECT value FROM json_each(?)) AND acknowledged = 1"
-    " AND correlation_id IS NOT NULL"
+    " WHERE input_digest IN (SELECT value FROM json_each(?)) AND input_digest IS NOT NULL"
+    " AND acknowledged = 1 AND correlation_id IS NOT NULL"
 )
 """The published plans first claimed from any of the input digests in a JSON array."""
 INSERT_EVENT = "INSERT INTO events (event_id, plan_id) VALUES (?, ?)"

@@ -35,9 +35,7 @@ from test_ledger_contract import (
 
 from rebalance_stream.ledger.protocol import Claim, ClaimStatus, PlanOutcome, PublishedInput
 from rebalance_stream.ledger.sqlite import (
-    SCHEMA_VERSION,
     LedgerError,
-    LedgerSchemaError,
     SqliteLedger,
 )
 
@@ -50,10 +48,10 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "ledger.sqlite"
 
 
-def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
+def query(path: Path, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Read the file through a connection of its own, as another process would."""
     with closing(sqlite3.connect(path)) as connection:
-        return connection.execute(sql).fetchall()
+        return connection.execute(sql, parameters).fetchall()
 
 
 def claims_of(ledger: SqliteLedger, count: int, prefix: str = "p") -> list[Claim]:
@@ -308,83 +306,6 @@ def test_sqlite_ledger_opens_in_wal_mode_with_the_chosen_synchronous(
 def test_sqlite_ledger_rejects_an_unknown_synchronous(path: Path) -> None:
     with pytest.raises(ValueError, match="FULL or NORMAL"):
         SqliteLedger(path, synchronous="OFF")
-
-
-def test_sqlite_ledger_creates_schema_version_3_and_parent_directories(tmp_path: Path) -> None:
-    path = tmp_path / "state" / "ledgers" / "ledger.sqlite"
-
-    SqliteLedger(path).close()
-
-    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(3,)]
-    tables = query(path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-    assert tables == [("events",), ("intents",), ("plans",), ("terminals",)]
-
-
-def test_sqlite_ledger_newer_schema_version_raises_and_leaves_the_file(path: Path) -> None:
-    with closing(sqlite3.connect(path)) as connection:
-        connection.execute("PRAGMA user_version = 4")
-
-    with pytest.raises(LedgerSchemaError, match="ledger schema 4 is newer than 3"):
-        SqliteLedger(path)
-
-    assert query(path, "PRAGMA user_version") == [(4,)]
-    assert query(path, "SELECT name FROM sqlite_master") == []
-
-
-# The plans table as schema version 1 created it, before plans kept their input's digest.
-PLANS_V1 = """CREATE TABLE plans (
-    plan_id TEXT PRIMARY KEY, first_event_id TEXT NOT NULL, items_fingerprint TEXT NOT NULL,
-    account_id TEXT NOT NULL, first_received_at TEXT NOT NULL, outputs BLOB,
-    decided_at TEXT, acknowledged INTEGER NOT NULL DEFAULT 0)"""
-
-
-def test_sqlite_ledger_upgrades_a_version_1_file_and_keeps_its_plans(path: Path) -> None:
-    with closing(sqlite3.connect(path)) as connection, connection:
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute(PLANS_V1)
-        connection.execute(
-            "INSERT INTO plans VALUES ('p1', 'evt-p1', ?, 'acct', ?, NULL, NULL, 0)",
-            (plan_claim("p1").items_fingerprint, T0.isoformat(timespec="microseconds")),
-        )
-        connection.execute("PRAGMA user_version = 1")
-
-    ledger = SqliteLedger(path)
-    old = ledger.claim(plan_claim("p1"))
-    new = ledger.claim(plan_claim("p2", input_digest="d2"))
-    ledger.close()
-
-    assert query(path, "PRAGMA user_version") == [(3,)]
-    assert (old.status, new.status) == (ClaimStatus.RESUME, ClaimStatus.NEW)
-    ids = query(path, "SELECT plan_id, input_digest, correlation_id FROM plans ORDER BY plan_id")
-    assert ids == [("p1", None, None), ("p2", "d2", "corr-p2")]
-    indexes = query(path, "SELECT name FROM sqlite_master WHERE name = 'plans_by_input_digest'")
-    assert indexes == [("plans_by_input_digest",)]
-
-
-def test_sqlite_ledger_upgrades_a_version_2_file_whose_published_inputs_take_the_full_path(
-    path: Path,
-) -> None:
-    """A version 2 plan kept its input's digest but not its correlation_id."""
-    with closing(sqlite3.connect(path)) as connection, connection:
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute(PLANS_V1)
-        connection.execute("ALTER TABLE plans ADD COLUMN input_digest TEXT")
-        connection.execute(
-            "INSERT INTO plans VALUES ('p1', 'evt-p1', ?, 'acct', ?, x'00', ?2, 1, 'd1')",
-            (plan_claim("p1").items_fingerprint, T0.isoformat(timespec="microseconds")),
-        )
-        connection.execute("PRAGMA user_version = 2")
-
-    ledger = SqliteLedger(path)
-    old = ledger.published_inputs(["d1"]).get("d1")
-    decided(ledger, "p2", digest="d2")
-    ledger.mark_acknowledged(["p2"])
-    ledger.flush()
-    new = ledger.published_inputs(["d2"]).get("d2")
-    ledger.close()
-
-    assert query(path, "PRAGMA user_version") == [(3,)]
-    assert (old, new) == (None, PublishedInput("p2", "evt-p2", "corr-p2"))
 
 
 def test_sqlite_ledger_published_input_survives_a_restart(path: Path) -> None:
