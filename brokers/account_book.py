@@ -11,7 +11,8 @@ A read is trusted only while all of these hold; otherwise the venue is read agai
 - it is younger than ``max_age_s`` (0: never trusted, every call reads);
 - the stream has stayed connected since, on the same connection (a reconnect may have lost
   fills: Alpaca does not replay them);
-- no fill was learned over REST since (``stale``);
+- no fill was learned over REST since, and the venue refused no order sized from it
+  (``stale``);
 - every fill of our orders that ended since (``orders_ended``: an order's end may be known
   from the submit's answer before its fills come on the stream) has come on the stream,
   waiting at most ``fill_wait_s`` for it;
@@ -129,8 +130,8 @@ class StreamAccountBook:
     """AccountReads kept from the trade-updates stream; thread-safe.
 
     The stream calls ``connected``, ``disconnected``, ``filled`` and ``stale``; execution
-    calls ``positions``, ``buying_power``, ``spending`` and ``orders_ended``. The broker
-    serves the reads.
+    calls ``positions``, ``buying_power``, ``spending``, ``orders_ended`` and ``stale``. The
+    broker serves the reads.
     """
 
     def __init__(
@@ -167,7 +168,8 @@ class StreamAccountBook:
             self._state.connection = None
 
     def stale(self, reason: str) -> None:
-        """A fill was learned outside the stream: read the venue again before trusting."""
+        """A fill was learned outside the stream, or the venue refused an order sized from
+        the book: read the venue again before trusting."""
         with self._lock:
             state = self._state
             if state.positions is None and state.buying_power is None:

@@ -41,6 +41,10 @@ class AccountReads(Protocol):
         """These orders ended, having filled these quantities (by client_order_id)."""
         ...
 
+    def stale(self, reason: str) -> None:
+        """The venue refused an order sized from these reads: read it again next time."""
+        ...
+
 
 class BrokerAccountReads:
     """AccountReads that asks the broker each time: GET positions, GET account."""
@@ -65,4 +69,7 @@ class BrokerAccountReads:
         return nullcontext()
 
     def orders_ended(self, filled: Mapping[str, Decimal]) -> None:
+        """Nothing to keep: the next read asks the venue."""
+
+    def stale(self, reason: str) -> None:
         """Nothing to keep: the next read asks the venue."""

@@ -25,6 +25,7 @@ from rebalance_stream.brokers.order_watch import OrderWatch, PollingOrderWatch
 from rebalance_stream.brokers.protocol import (
     Broker,
     BrokerOrder,
+    BrokerOrderStatus,
     MarketData,
     MarketSnapshots,
     Quote,
@@ -277,6 +278,8 @@ class PlanOrderExecutor:
     ) -> list[OrderResult]:
         """Wait for every order of the phase; record their terminal states."""
         outcomes = [pool.result(future) for future in running]
+        if any(outcome.result.status == BrokerOrderStatus.REJECTED for outcome in outcomes):
+            self._account.stale("order_rejected")
         terminals = [t for outcome in outcomes for t in terminals_of(outcome.placed)]
         if terminals:
             self._recording.journal.record_terminals(terminals)
