@@ -20,15 +20,14 @@ from bench.common import (
     ACCOUNTS,
     PERCENTILES,
     CountingBroker,
-    JobDriver,
     JobTopics,
     Kafka,
     Workspace,
-    job_settings,
     latency_summary,
     new_group,
     paper_broker,
 )
+from bench.job_driver import JobDriver, job_settings
 from bench.latency_probe import ProbeRun, in_subprocess
 from rebalance_stream.ledger.sqlite import SqliteLedger
 from rebalance_stream.streams.local_kafka import create_topics

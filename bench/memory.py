@@ -22,12 +22,10 @@ from typing import Any
 
 from bench.baseline import bare_consumer
 from bench.common import (
-    JobDriver,
     JobTopics,
     Kafka,
     Workspace,
     end_offsets,
-    job_settings,
     new_group,
     paper_broker,
     preload,
@@ -35,6 +33,7 @@ from bench.common import (
     rss_bytes,
     rss_source,
 )
+from bench.job_driver import JobDriver, job_settings
 from bench.throughput import timeout_for
 from rebalance_stream.brokers.paper import PaperBroker
 from rebalance_stream.ledger.sqlite import SqliteLedger

@@ -17,17 +17,16 @@ from bench.baseline import bare_pipeline
 from bench.common import (
     MS_PER_S,
     Backlog,
-    JobDriver,
     JobTopics,
     Kafka,
     Workspace,
-    job_settings,
     new_group,
     paper_broker,
     preload,
     rate,
     ratio,
 )
+from bench.job_driver import JobDriver, job_settings
 from bench.profiling import profiled
 from rebalance_stream.streams.local_kafka import create_topics
 from rebalance_stream.streams.runner import open_ledger

@@ -15,13 +15,9 @@ from rebalance_stream.contracts.execution import Scenario
 from rebalance_stream.contracts.outcomes import FailureStep
 from rebalance_stream.contracts.rebalance import RebalancePlanned
 from rebalance_stream.operators.flow import Clock, Envelope, Failed, Op, PlanExecution
-from rebalance_stream.operators.order_execution import (
-    ExecutionConfig,
-    OrderRecording,
-    PlanOrderExecutor,
-    always_active,
-)
+from rebalance_stream.operators.order_execution import ExecutionConfig, PlanOrderExecutor
 from rebalance_stream.operators.order_pool import OrderPool
+from rebalance_stream.operators.order_recording import OrderRecording, always_active
 from rebalance_stream.operators.risk import KillSwitch
 from rebalance_stream.operators.step import guarded
 

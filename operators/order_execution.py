@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -34,7 +34,6 @@ from rebalance_stream.brokers.protocol import (
 from rebalance_stream.contracts.client_order_id import client_order_id, with_attempt
 from rebalance_stream.contracts.execution import OrderResult
 from rebalance_stream.contracts.rebalance import RebalancePlan, RebalancePlanItem, TradeAction
-from rebalance_stream.ledger.protocol import OrderIntent, OrderJournal, OrderTerminal
 from rebalance_stream.operators.execution_config import (
     BuyingPowerShortfall,
     ExecutionConfig,
@@ -49,6 +48,12 @@ from rebalance_stream.operators.order_placement import (
     PlacementHooks,
 )
 from rebalance_stream.operators.order_pool import OrderPool, PlanTasks
+from rebalance_stream.operators.order_recording import (
+    OrderRecording,
+    always_active,
+    intent_of,
+    no_checkpoint,
+)
 from rebalance_stream.operators.order_results import (
     skipped_result,
     slippage_bps,
@@ -86,35 +91,6 @@ after the last order is terminal)."""
 MAX_ATTEMPTS_LOOKED_UP = 20
 
 
-class UnrecordedOrders:
-    """An OrderJournal that keeps nothing: orders are then safe only by client_order_id."""
-
-    def record_intents(self, intents: Sequence[OrderIntent]) -> None:
-        """Keep nothing."""
-
-    def record_terminals(self, terminals: Sequence[OrderTerminal]) -> None:
-        """Keep nothing."""
-
-    def open_intents(self) -> list[OrderIntent]:
-        return []
-
-
-def no_checkpoint(name: str) -> None:
-    """Production's checkpoint: nothing happens."""
-
-
-def always_active() -> KillSwitch:
-    return KillSwitch.ACTIVE
-
-
-@dataclass(frozen=True, slots=True)
-class OrderRecording:
-    """Where orders are recorded, and the checkpoint hook that crash tests stop at."""
-
-    journal: OrderJournal = field(default_factory=UnrecordedOrders)
-    checkpoint: Callable[[str], None] = no_checkpoint
-
-
 @dataclass(frozen=True, slots=True)
 class PreparedOrder:
     """A sized new order, or the orders that the broker already has for the item."""
@@ -131,19 +107,6 @@ class OrdersOutcome:
     orders: tuple[OrderResult, ...]
     timings_ms: dict[str, int]
     denial: RiskDenial | None = None
-
-
-def intent_of(plan: RebalancePlan, order: SizedOrder, clock: Clock) -> OrderIntent:
-    return OrderIntent(
-        plan_id=plan.plan_id,
-        account_id=plan.account_id,
-        client_order_id=order.client_order_id,
-        symbol=order.symbol,
-        side=order.side,
-        qty=order.qty,
-        expected_price=order.expected_price,
-        recorded_at=clock(),
-    )
 
 
 @dataclass(frozen=True, slots=True)
