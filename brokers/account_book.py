@@ -45,18 +45,20 @@ __all__ = ["BookStats", "StreamAccountBook", "StreamFill"]
 log = structlog.get_logger(__name__)
 
 ORDERS_HEARD_KEPT: Final = 10_000
+_NOTHING_FILLED: Final = (Decimal(0), Decimal(0))
 
 
 @dataclass(frozen=True, slots=True)
 class StreamFill:
-    """One execution as the stream reports it; ``position_qty`` is the symbol's position
-    after it, when the venue says."""
+    """A fill as the stream reports it: the order's cumulative ``filled_qty`` and its average
+    price after it (whatever one execution's own figures mean at the venue, these add up),
+    and ``position_qty``, the symbol's position after it, when the venue says."""
 
     client_order_id: str
     symbol: str
     side: OrderSide
-    qty: Decimal
-    price: Decimal
+    filled_qty: Decimal
+    filled_avg_price: Decimal
     position_qty: Decimal | None
 
 
@@ -114,8 +116,9 @@ class _State:
     positions: _Positions | None = None
     buying_power: _BuyingPower | None = None
     spending: list[_Spending] = field(default_factory=list)
-    filled_by_order: OrderedDict[str, Decimal] = field(default_factory=OrderedDict)
-    """The qty the stream has filled, by client_order_id (the latest orders)."""
+    filled_by_order: OrderedDict[str, tuple[Decimal, Decimal]] = field(default_factory=OrderedDict)
+    """(filled qty, what it cost) the stream has said, by client_order_id (the latest
+    orders)."""
     awaited: dict[str, tuple[Decimal, float]] = field(default_factory=dict)
     """Our orders that ended with more filled than the stream has said: (filled qty, when
     the end was known)."""
@@ -178,13 +181,14 @@ class StreamAccountBook:
         log.info("account_book_stale", reason=reason)
 
     def filled(self, fill: StreamFill) -> None:
-        """Take a fill: the position it leaves, and what a buy not ours spent."""
+        """Take a fill: the position it leaves (unless it came after a later fill of its
+        order), and what a buy not ours spent."""
         with self._lock:
             state = self._state
             state.fills_heard += 1
-            self._hear(fill)
+            spent, latest = self._hear(fill)
             positions = state.positions
-            if positions is not None:
+            if positions is not None and latest:
                 if fill.position_qty is None:
                     state.positions = None
                 elif fill.position_qty == 0:
@@ -192,7 +196,7 @@ class StreamAccountBook:
                 else:
                     positions.held[fill.symbol] = fill.position_qty
             if fill.side is OrderSide.BUY and not self._ours(fill):
-                state.others_spent += fill.qty * fill.price
+                state.others_spent += spent
 
     # -- AccountReads ------------------------------------------------------------------------
 
@@ -254,7 +258,7 @@ class StreamAccountBook:
         with self._lock:
             state = self._state
             for client_order_id, qty in filled.items():
-                if qty > state.filled_by_order.get(client_order_id, Decimal(0)):
+                if qty > state.filled_by_order.get(client_order_id, _NOTHING_FILLED)[0]:
                     state.awaited[client_order_id] = (qty, now)
 
     # -- internals ---------------------------------------------------------------------------
@@ -280,20 +284,24 @@ class StreamAccountBook:
         """Whether an order of ours ended after the read started with fills not yet heard."""
         return any(ended >= read.started for _, ended in self._state.awaited.values())
 
-    def _hear(self, fill: StreamFill) -> None:
-        """Count the fill against its order; an awaited order filled as far as it ended is
-        no longer awaited."""
+    def _hear(self, fill: StreamFill) -> tuple[Decimal, bool]:
+        """Keep the order's filled qty and cost; an awaited order filled as far as it ended is
+        no longer awaited. Returns what this fill cost (an order first heard of now counts
+        whole), and whether it is the order's latest (not one that arrived late)."""
         state = self._state
         filled_by_order = state.filled_by_order
         client_order_id = fill.client_order_id
-        qty = filled_by_order.pop(client_order_id, Decimal(0)) + fill.qty
-        filled_by_order[client_order_id] = qty
+        heard_qty, heard_cost = filled_by_order.pop(client_order_id, _NOTHING_FILLED)
+        qty = max(heard_qty, fill.filled_qty)
+        cost = max(heard_cost, fill.filled_qty * fill.filled_avg_price)
+        filled_by_order[client_order_id] = (qty, cost)
         if len(filled_by_order) > ORDERS_HEARD_KEPT:
             filled_by_order.popitem(last=False)
         awaited = state.awaited.get(client_order_id)
         if awaited is not None and qty >= awaited[0]:
             del state.awaited[client_order_id]
             self._lock.notify_all()
+        return cost - heard_cost, fill.filled_qty >= heard_qty
 
     def _forget_awaited(self) -> None:
         """Drop the awaited orders that ended before every kept read started: those reads

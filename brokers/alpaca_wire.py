@@ -191,15 +191,17 @@ def parse_positions(raw: object) -> dict[str, Decimal]:
 
 
 def parse_fill(data: Mapping[str, Any], order: BrokerOrder) -> StreamFill:
-    """A trade_updates fill: its execution's qty and price, and ``position_qty`` (absent:
-    None). Raises BrokerUnavailable when the qty or price is unreadable."""
+    """A trade_updates fill: the order's cumulative filled qty and average price (the
+    event's ``price`` when the order has none), and ``position_qty`` (absent: None). Raises
+    BrokerUnavailable when they are unreadable."""
     try:
-        qty, price = _decimal(data["qty"]), _decimal(data["price"])
+        price = order.filled_avg_price or _decimal(data["price"])
         position_qty = _optional_decimal(data.get("position_qty"))
     except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
         raise BrokerUnavailable(f"unreadable fill from Alpaca: {exc!r}") from exc
     symbol = order.symbol.upper()
-    return StreamFill(order.client_order_id, symbol, order.side, qty, price, position_qty)
+    filled = order.filled_qty
+    return StreamFill(order.client_order_id, symbol, order.side, filled, price, position_qty)
 
 
 def parse_asset(raw: object) -> AssetInfo:

@@ -64,6 +64,7 @@ def fill(
     qty: Decimal = Decimal(1),
     price: Decimal = Decimal(100),
 ) -> StreamFill:
+    """A fill that leaves the order with ``qty`` filled at an average of ``price``."""
     return StreamFill(client_order_id, symbol, side, qty, price, position_qty)
 
 

@@ -120,3 +120,18 @@ def test_a_buy_fill_not_ours_during_a_buying_power_read_is_counted() -> None:
 
     assert (first, kept) == (Decimal(900), Decimal(900))
     assert broker.account_calls == 1
+
+
+def test_fills_count_what_the_order_spent_in_all_and_a_late_fill_changes_nothing() -> None:
+    book, broker, _ = connected_book()
+    first = book.buying_power(Decimal(0))
+    book.positions()
+
+    book.filled(fill("QQQ", Decimal(5), qty=Decimal(5), price=Decimal(10)))  # partial: 50.00
+    book.filled(fill("QQQ", Decimal(10), qty=Decimal(10), price=Decimal(11)))  # all: 110.00
+    book.filled(fill("QQQ", Decimal(5), qty=Decimal(5), price=Decimal(10)))  # late: nothing
+    after = book.buying_power(Decimal(0))
+
+    assert first - after == Decimal(110)
+    assert book.positions()["QQQ"] == Decimal(10)  # the late fill's position is not taken
+    assert broker.positions_calls == 1
