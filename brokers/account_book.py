@@ -38,6 +38,7 @@ from typing import Final
 import structlog
 
 from rebalance_stream.brokers.protocol import Broker
+from rebalance_stream.contracts.client_order_id import without_attempt
 from rebalance_stream.contracts.execution import OrderSide
 
 __all__ = ["BookStats", "StreamAccountBook", "StreamFill"]
@@ -122,11 +123,6 @@ class _State:
     awaited: dict[str, tuple[Decimal, float]] = field(default_factory=dict)
     """Our orders that ended with more filled than the stream has said: (filled qty, when
     the end was known)."""
-
-
-def order_stem(client_order_id: str) -> str:
-    """A plan item's client_order_id without its attempt: ``rs1-…-SPY-B-2`` -> ``rs1-…-SPY-B``."""
-    return client_order_id.rpartition("-")[0] or client_order_id
 
 
 class StreamAccountBook:
@@ -242,7 +238,7 @@ class StreamAccountBook:
     def spending(self, cost: Decimal, client_order_ids: Sequence[str]) -> Iterator[None]:
         """Counts ``cost`` against the buying power while the buys run, and after, until a
         read starts; their fills are not counted again."""
-        entry = _Spending(cost, frozenset(order_stem(i) for i in client_order_ids))
+        entry = _Spending(cost, frozenset(without_attempt(i) for i in client_order_ids))
         with self._lock:
             self._state.spending.append(entry)
         try:
@@ -323,5 +319,5 @@ class StreamAccountBook:
         return kept.value - spent_by_others - ours
 
     def _ours(self, fill: StreamFill) -> bool:
-        stem = order_stem(fill.client_order_id)
+        stem = without_attempt(fill.client_order_id)
         return any(stem in spending.stems for spending in self._state.spending)

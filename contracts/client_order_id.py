@@ -39,13 +39,18 @@ def client_order_id(plan_id: str, symbol: str, side: OrderSide, attempt: int = 1
     return value
 
 
+def without_attempt(client_order_id: str) -> str:
+    """The plan item an order is an attempt of: ``rs1-…-SPY-B-2`` -> ``rs1-…-SPY-B``; an id
+    with no ``-`` (not ours) is its own."""
+    return client_order_id.rpartition("-")[0] or client_order_id
+
+
 def with_attempt(first_client_order_id: str, attempt: int) -> str:
     """The client_order_id of another attempt of the same plan item:
     ``rs1-…-SPY-B-1`` and 3 -> ``rs1-…-SPY-B-3``."""
     if attempt < 1:
         raise ValueError("attempt starts at 1")
-    stem, _, _ = first_client_order_id.rpartition("-")
-    value = f"{stem}-{attempt}"
+    value = f"{without_attempt(first_client_order_id)}-{attempt}"
     if len(value) > MAX_CLIENT_ORDER_ID_LENGTH:
         raise ValueError(f"client_order_id longer than {MAX_CLIENT_ORDER_ID_LENGTH}: {value}")
     return value

@@ -17,7 +17,7 @@ from account_book_support import (
     held,
 )
 
-from rebalance_stream.brokers.account_book import BookStats, order_stem
+from rebalance_stream.brokers.account_book import BookStats
 from rebalance_stream.contracts.execution import OrderSide
 
 
@@ -167,20 +167,6 @@ def test_a_fill_during_a_positions_read_makes_that_read_untrusted() -> None:
 def test_a_negative_max_age_is_refused() -> None:
     with pytest.raises(ValueError, match="must be >= 0"):
         book_of(FakeBroker({}, Decimal(0)), ManualClock(), max_age_s=-1.0)
-
-
-@pytest.mark.parametrize(
-    ("client_order_id", "stem"),
-    [
-        ("rs1-abc-SPY-B-1", "rs1-abc-SPY-B"),
-        ("rs1-abc-SPY-B-2", "rs1-abc-SPY-B"),
-        ("rs1-abc-SPY-S-10", "rs1-abc-SPY-S"),
-        ("manual", "manual"),  # no attempt: the id itself
-        ("-1", "-1"),  # nothing before the dash: the id itself
-    ],
-)
-def test_order_stem_drops_the_attempt(client_order_id: str, stem: str) -> None:
-    assert order_stem(client_order_id) == stem
 
 
 def test_an_order_that_ended_before_its_fills_came_makes_reads_wait_for_them() -> None:

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from rebalance_stream.contracts.client_order_id import client_order_id, plan_hash
+from rebalance_stream.contracts.client_order_id import client_order_id, plan_hash, without_attempt
 from rebalance_stream.contracts.execution import OrderSide
 
 # (plan_id, symbol, side, attempt) -> the exact client_order_id. These literals are the
@@ -91,3 +91,21 @@ def test_plan_hash_any_plan_is_16_lower_case_base32_chars() -> None:
 
     assert digest == "5qmbu3qemu4t2nw6"
     assert set(digest) <= set("abcdefghijklmnopqrstuvwxyz234567")
+
+
+@pytest.mark.parametrize(
+    ("order_id", "stem"),
+    [
+        ("rs1-abc-SPY-B-1", "rs1-abc-SPY-B"),
+        ("rs1-abc-SPY-B-2", "rs1-abc-SPY-B"),
+        ("rs1-abc-SPY-S-10", "rs1-abc-SPY-S"),
+        (
+            client_order_id("p", "SPY", OrderSide.BUY, 3),
+            client_order_id("p", "SPY", OrderSide.BUY)[:-2],
+        ),
+        ("manual", "manual"),  # no attempt: the id itself
+        ("-1", "-1"),  # nothing before the dash: the id itself
+    ],
+)
+def test_without_attempt_drops_the_attempt(order_id: str, stem: str) -> None:
+    assert without_attempt(order_id) == stem
