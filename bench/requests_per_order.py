@@ -86,9 +86,8 @@ def measure(plans: int) -> dict[str, Any]:
 
 
 def _run(plans: int, *, stream: bool) -> dict[str, Any]:
-    from rebalance_stream.brokers.account_book import StreamAccountBook
     from rebalance_stream.brokers.alpaca import AlpacaBroker
-    from rebalance_stream.brokers.alpaca_trade_updates import AlpacaTradeUpdates
+    from rebalance_stream.brokers.alpaca_trade_updates import trade_updates_for
     from rebalance_stream.brokers.fake_alpaca import Delayed, FakeAlpacaConfig, FakeAlpacaServer
     from rebalance_stream.ledger.sqlite import SqliteLedger
     from rebalance_stream.operators.execution_config import ExecutionConfig
@@ -107,9 +106,9 @@ def _run(plans: int, *, stream: bool) -> dict[str, Any]:
         with AlpacaBroker(config) as broker, contextlib.ExitStack() as stack:
             watch = book = None
             if stream:
-                book = StreamAccountBook(broker, config.account_book_s)
-                watch = stack.enter_context(AlpacaTradeUpdates(config, broker, account_book=book))
+                watch = stack.enter_context(trade_updates_for(config, broker))
                 watch.wait_connected(CONNECT_TIMEOUT_S)
+                book = watch.account_book
             deps = PipelineDependencies(
                 broker=broker, ledger=ledger, order_watch=watch, account=book
             )

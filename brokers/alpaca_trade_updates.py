@@ -332,6 +332,13 @@ class AlpacaTradeUpdates:
         return True
 
 
+def trade_updates_for(config: AlpacaConfig, broker: Broker) -> AlpacaTradeUpdates:
+    """The trade-updates stream, not yet started, keeping the account book for
+    ``config.account_book_s`` (none when it is 0)."""
+    book = StreamAccountBook(broker, config.account_book_s) if config.account_book_s else None
+    return AlpacaTradeUpdates(config, broker, account_book=book)
+
+
 def _book_fill(book: StreamAccountBook, data: Mapping[str, Any], order: BrokerOrder) -> None:
     """Hand a fill to the account book; one it cannot read makes the book stale."""
     try:

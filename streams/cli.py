@@ -62,13 +62,10 @@ def open_order_watch(
     otherwise None, and orders are polled over REST."""
     if settings.broker != "alpaca" or not settings.alpaca_trade_updates:
         return nullcontext(None)
-    from rebalance_stream.brokers.account_book import StreamAccountBook
     from rebalance_stream.brokers.alpaca import AlpacaConfig
-    from rebalance_stream.brokers.alpaca_trade_updates import AlpacaTradeUpdates
+    from rebalance_stream.brokers.alpaca_trade_updates import trade_updates_for
 
-    config = AlpacaConfig()
-    book = StreamAccountBook(broker, config.account_book_s) if config.account_book_s else None
-    return AlpacaTradeUpdates(config, broker, account_book=book)
+    return trade_updates_for(AlpacaConfig(), broker)
 
 
 def paper_account_of(settings: Settings, override: Path | None) -> PaperAccount:
